@@ -1,0 +1,39 @@
+# Each target bootstraps .venv idempotently from pyproject.toml's pinned ranges.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: venv serve test lint bench db site notebook clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[site,test]'
+	touch $(STAMP)
+
+site: $(STAMP)
+	$(PY) -m mkdocs build --strict --quiet
+
+serve: $(STAMP) site
+	$(PY) -m runner serve --host $(HOST) --port $(PORT)
+
+lint: $(STAMP)
+	$(PY) -m ruff check runner tests bench code
+	$(PY) -m mypy
+
+test: $(STAMP) lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+db: $(STAMP)
+	$(PY) -m runner db
+
+clean:
+	rm -rf site test-artifacts .pytest_cache .mypy_cache .ruff_cache

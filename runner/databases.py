@@ -1,0 +1,114 @@
+"""One database and one login role per run, cloned from the template and dropped afterwards.
+
+The role may connect to its own database only (CONNECT granted to it alone, and the
+embedded cluster's pg_hba admits a non-admin role only into the database of the
+same name). Its defaults bound what a sample can do to the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+
+import asyncpg
+
+from .postgres import PostgresUnavailable, ServerAddress
+from .template import SANDBOX_OWNER
+
+log = logging.getLogger("runner.databases")
+
+ROLE_CONNECTION_LIMIT = 16
+ROLE_DEFAULTS = {
+    "statement_timeout": "20s",
+    "idle_in_transaction_session_timeout": "20s",
+    "temp_file_limit": "64MB",
+}
+
+
+@dataclass(frozen=True)
+class RunDatabase:
+    """The database of one run; its name is also its role's name."""
+
+    name: str
+    address: ServerAddress
+
+
+def run_prefix(instance: str) -> str:
+    """Names start with a digest of the replica's name, so each replica only cleans its own."""
+    return f"wsrun_{hashlib.sha256(instance.encode()).hexdigest()[:6]}_"
+
+
+class DatabaseFactory:
+    def __init__(self, admin: ServerAddress, template: str, instance: str) -> None:
+        self.admin = admin
+        self.template = template
+        self.prefix = run_prefix(instance)
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(**self.admin.connect_kwargs(), min_size=1, max_size=4)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _execute(self, sql: str) -> None:
+        if self._pool is None:
+            raise PostgresUnavailable("the runner is not connected to PostgreSQL")
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute(sql)
+        except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError,
+                asyncpg.exceptions.CannotConnectNowError) as error:
+            raise PostgresUnavailable(f"PostgreSQL is unreachable: {error}") from error
+
+    async def create(self) -> RunDatabase:
+        name = self.prefix + secrets.token_hex(6)
+        password = secrets.token_urlsafe(18)
+        defaults = "".join(f"ALTER ROLE {name} SET {key} = '{value}';" for key, value in ROLE_DEFAULTS.items())
+        await self._execute(
+            f"CREATE ROLE {name} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE "
+            f"NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {ROLE_CONNECTION_LIMIT} IN ROLE {SANDBOX_OWNER};"
+            + defaults
+        )
+        try:
+            await self._execute(f'CREATE DATABASE {name} TEMPLATE "{self.template}"')
+            await self._execute(
+                f"REVOKE ALL ON DATABASE {name} FROM PUBLIC;"
+                f"GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name};"
+            )
+        except BaseException:
+            await self.drop(name)
+            raise
+        return RunDatabase(name, self.admin.as_role(name, password, name))
+
+    async def drop(self, name: str) -> None:
+        """Drop the run's database (ending its sessions) and its role; safe to repeat."""
+        if not name.startswith(self.prefix):
+            raise ValueError(f"refusing to drop {name}: not a run database of this runner")
+        await self._execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await self._execute(f"DROP ROLE IF EXISTS {name}")
+
+    async def leftovers(self) -> list[str]:
+        """Run databases and roles of this replica that still exist."""
+        if self._pool is None:
+            return []
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT datname AS name FROM pg_database WHERE starts_with(datname, $1) "
+                "UNION SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)",
+                self.prefix,
+            )
+        return sorted(r["name"] for r in rows)
+
+    async def drop_orphans(self) -> int:
+        """Remove what a runner killed mid-run left behind; called at start-up."""
+        names = await self.leftovers()
+        for name in names:
+            await self.drop(name)
+        if names:
+            log.warning("removed %d orphaned run database(s)/role(s): %s", len(names), ", ".join(names))
+        return len(names)

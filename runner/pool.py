@@ -1,0 +1,93 @@
+"""Sandboxes prepared ahead of time, each used once.
+
+With a size of 0 every run prepares its own sandbox (the cold path). Otherwise the
+pool keeps `size` ready and refills in the background after each take, with at
+most `refill_concurrency` preparations at once so refills never starve the runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .databases import DatabaseFactory
+from .sandbox import Launcher, Sandbox
+
+log = logging.getLogger("runner.pool")
+
+
+class SandboxPool:
+    def __init__(self, factory: DatabaseFactory, launcher: Launcher, size: int = 0,
+                 refill_concurrency: int = 1) -> None:
+        self.factory = factory
+        self.launcher = launcher
+        self.size = size
+        self._ready: list[Sandbox] = []
+        self._refilling = 0
+        self._refill_slots = asyncio.Semaphore(max(1, refill_concurrency))
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.busy = 0
+        self._closed = False
+
+    @property
+    def ready(self) -> int:
+        return len(self._ready)
+
+    async def take(self) -> Sandbox:
+        """A ready sandbox if there is one, otherwise a freshly prepared one."""
+        sandbox = self._ready.pop(0) if self._ready else None
+        self._refill()
+        if sandbox is None:
+            sandbox = await Sandbox.prepare(self.factory, self.launcher)
+        self.busy += 1
+        return sandbox
+
+    def release(self, sandbox: Sandbox) -> None:
+        """Destroy a used sandbox in the background; it is never reused."""
+        self.busy -= 1
+        self._spawn(self._destroy(sandbox))
+
+    def fill(self) -> None:
+        self._refill()
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        ready, self._ready = self._ready, []
+        await asyncio.gather(*(s.destroy() for s in ready), return_exceptions=True)
+
+    def _refill(self) -> None:
+        while not self._closed and len(self._ready) + self._refilling < self.size:
+            self._refilling += 1
+            self._spawn(self._prepare_one())
+
+    async def _prepare_one(self) -> None:
+        failed = False
+        try:
+            async with self._refill_slots:
+                sandbox = await Sandbox.prepare(self.factory, self.launcher)
+            if self._closed:
+                await sandbox.destroy()
+            else:
+                self._ready.append(sandbox)
+        except Exception as error:
+            log.warning("could not prepare a sandbox: %s", error)
+            failed = True
+            await asyncio.sleep(1)  # do not spin while the database is down
+        finally:
+            self._refilling -= 1
+        if failed:
+            self._refill()
+
+    async def _destroy(self, sandbox: Sandbox) -> None:
+        try:
+            await sandbox.destroy()
+        except Exception as error:
+            log.warning("could not destroy sandbox %s: %s", sandbox.id, error)
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,109 @@
+"""Everything a serving runner holds, started and stopped in order.
+
+Postgres, the template, the run-database factory, the sandbox pool and the run
+service; plus a watchdog that restarts the embedded cluster if it dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from .databases import DatabaseFactory
+from .isolation import PlainLauncher
+from .pool import SandboxPool
+from .postgres import EmbeddedCluster, ExternalServer, PostgresServer
+from .runs import RunService
+from .settings import Settings
+from .snippets import Snippet, load_catalogue
+from .template import ensure_template
+
+log = logging.getLogger("runner")
+
+
+def make_server(settings: Settings) -> PostgresServer:
+    if settings.database_url:
+        return ExternalServer(settings.database_url)
+    return EmbeddedCluster(settings.cache_dir / "runner-pg")
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.snippets: dict[str, Snippet] = load_catalogue()
+        self.server = make_server(settings)
+        self.launcher = PlainLauncher()
+        self.factory: DatabaseFactory | None = None
+        self.pool: SandboxPool | None = None
+        self.service: RunService | None = None
+        self.postgres_healthy = False
+        self.template = ""
+        self.started_seconds: float | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        began = time.perf_counter()
+        try:
+            await self._start_parts()
+        except BaseException:
+            await self.stop()
+            raise
+        self.started_seconds = time.perf_counter() - began
+        log.info(
+            "runner ready in %.2f s: postgres=%s template=%s snippets=%d pool=%d isolation=%s (missing: %s)",
+            self.started_seconds, self.server.kind, self.template, len(self.snippets), self.settings.pool_size,
+            ",".join(self.launcher.layers), ",".join(self.launcher.missing) or "none",
+        )
+
+    async def _start_parts(self) -> None:
+        await self.server.start()
+        self.postgres_healthy = True
+        self.template = await ensure_template(self.server.admin)
+        self.factory = DatabaseFactory(self.server.admin, self.template, self.settings.instance)
+        await self.factory.open()
+        await self.factory.drop_orphans()
+        self.pool = SandboxPool(self.factory, self.launcher, size=self.settings.pool_size)
+        self.pool.fill()
+        self.service = RunService(self.settings, self.pool)
+        self._watchdog = asyncio.create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._watchdog:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        if self.pool:
+            await self.pool.close()
+        if self.factory:
+            with contextlib.suppress(Exception):
+                await self.factory.drop_orphans()
+            await self.factory.close()
+        await self.server.stop()
+
+    async def _watch(self) -> None:
+        """Notice when Postgres goes away; restart the embedded one and refill the pool."""
+        while True:
+            await asyncio.sleep(1)
+            try:
+                healthy = await self.server.is_healthy()
+                if not healthy:
+                    if self.postgres_healthy:
+                        log.error("postgres is down")
+                    self.postgres_healthy = False
+                    if await self.server.restart_if_down():
+                        healthy = await self.server.is_healthy()
+                if healthy and not self.postgres_healthy:
+                    log.info("postgres is back")
+                    if self.factory:
+                        await self.factory.close()
+                        await self.factory.open()
+                    if self.pool:
+                        self.pool.fill()
+                self.postgres_healthy = healthy
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("health check failed: %s", error)
+                self.postgres_healthy = False
