@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv serve test lint bench db site notebook clean
+.PHONY: venv system-packages serve test lint bench db site notebook expected clean
 
 venv: $(STAMP)
 
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[site,test]'
 	touch $(STAMP)
+
+system-packages:
+	bash .ci/system-packages
 
 site: $(STAMP)
 	$(PY) -m mkdocs build --strict --quiet
@@ -26,7 +29,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check runner tests bench code
 	$(PY) -m mypy
 
-test: $(STAMP) lint
+test: $(STAMP) system-packages lint
 	$(PY) -m pytest
 
 bench: $(STAMP)
@@ -34,6 +37,12 @@ bench: $(STAMP)
 
 db: $(STAMP)
 	$(PY) -m runner db
+
+expected: $(STAMP)
+	$(PY) -m runner expected --write
+
+notebook: $(STAMP)
+	$(PY) -m runner notebook
 
 clean:
 	rm -rf site test-artifacts .pytest_cache .mypy_cache .ruff_cache

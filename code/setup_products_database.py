@@ -105,12 +105,8 @@ async def insert_data(conn: asyncpg.Connection) -> None:
     ]
 
     await conn.copy_records_to_table("brand", records=brands, columns=["brand_name"])
-    await conn.copy_records_to_table(
-        "product", records=products, columns=["product_name", "brand_id"]
-    )
-    await conn.copy_records_to_table(
-        "product_size", records=[(size,) for size in SIZES], columns=["product_size_name"]
-    )
+    await conn.copy_records_to_table("product", records=products, columns=["product_name", "brand_id"])
+    await conn.copy_records_to_table("product_size", records=[(size,) for size in SIZES], columns=["product_size_name"])
     await conn.copy_records_to_table(
         "product_color", records=[(color,) for color in COLORS], columns=["product_color_name"]
     )

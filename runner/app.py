@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -38,7 +38,7 @@ class ApiError(HTTPException):
         self.error = error
 
 
-def error_response(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status, headers=headers)
 
 
@@ -89,15 +89,20 @@ class RunResponse(StreamingResponse):
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        super().__init__(self._lines(), media_type=NDJSON, headers={"Cache-Control": "no-store",
-                                                                     "X-Accel-Buffering": "no"})
+        super().__init__(
+            self._lines(), media_type=NDJSON, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        )
 
     async def _lines(self) -> AsyncIterator[str]:
         async for event in self.run.events():
             yield json.dumps(event) + "\n"
 
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
-                       send: Callable[[Any], Awaitable[None]]) -> None:
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -127,16 +132,22 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if code is not None and code != snippet.code and not settings.allow_edits:
             raise ApiError(403, "editing_disabled", "this runner only runs the published samples")
         if not runtime.postgres_healthy or runtime.service is None:
-            raise ApiError(503, "database_unavailable", "PostgreSQL is not available right now; retry shortly",
-                           {"Retry-After": "2"})
+            raise ApiError(
+                503,
+                "database_unavailable",
+                "PostgreSQL is not available right now; retry shortly",
+                {"Retry-After": "2"},
+            )
         try:
             run = await runtime.service.start(snippet, code)
         except Busy as busy:
             raise ApiError(429, "busy", str(busy), {"Retry-After": str(busy.retry_after)}) from None
         except Unavailable as error:
             log.warning("cannot prepare a sandbox: %s", error)
-            raise ApiError(503, "database_unavailable", f"cannot prepare a sandbox: {error}",
-                           {"Retry-After": "2"}) from None
+            runtime.postgres_healthy = False  # the watchdog confirms, restarts if it can, and clears it
+            raise ApiError(
+                503, "database_unavailable", f"cannot prepare a sandbox: {error}", {"Retry-After": "2"}
+            ) from None
         if NDJSON in request.headers.get("accept", ""):
             return RunResponse(run)
         try:
@@ -179,30 +190,44 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return JSONResponse(openapi_schema())
 
     async def api_not_found(request: Request) -> Response:
+        if request.url.path in api_paths:
+            return error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}")
         return error_response(404, "not_found", f"no API route {request.url.path}")
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        error = exc.error if isinstance(exc, ApiError) else {
-            404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        error = (
+            exc.error
+            if isinstance(exc, ApiError)
+            else {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        )
         return error_response(exc.status_code, error, str(exc.detail), exc.headers)
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(500, "internal", "the runner hit an unexpected error; see its log")
 
-    routes: list[BaseRoute] = [
+    api: list[Route] = [
         Route("/api/runs", create_run, methods=["POST"]),
         Route("/api/snippets", list_snippets, methods=["GET"]),
         Route("/api/health", health, methods=["GET"]),
         Route("/api/openapi.json", openapi, methods=["GET"]),
-        Route("/api/{rest:path}", api_not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+    ]
+    api_paths = {route.path for route in api}
+    routes: list[BaseRoute] = [
+        *api,
+        Route("/api/{rest:path}", api_not_found, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
     ]
     if settings.site_dir.is_dir():
         routes.append(Mount("/", StaticFiles(directory=settings.site_dir, html=True), name="site"))
     middleware = [
-        Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-                   allow_headers=["content-type", "accept"], expose_headers=["Retry-After"]),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type", "accept"],
+            expose_headers=["Retry-After"],
+        ),
     ]
     app = Starlette(
         routes=routes,

@@ -54,7 +54,7 @@ def import_lesson_utilities() -> None:
     stdlib_code = sys.modules.get("code")
     if stdlib_code is not None and not hasattr(stdlib_code, "__path__"):
         del sys.modules["code"]  # the standard library's `code` module, not the lesson's package
-    import code.utils as utils  # type: ignore[import-not-found]
+    import code.utils as utils
 
     utils.async_timed = report_timings(utils.async_timed)
 
@@ -112,7 +112,7 @@ def run_code(source: str, filename: str) -> int:
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     main = types.ModuleType("__main__")
     main.__file__ = filename
-    main.__builtins__ = __builtins__
+    main.__dict__["__builtins__"] = __builtins__
     sys.modules["__main__"] = main
     sys.argv = [filename]
     try:

@@ -59,8 +59,9 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     from .app import create_app
 
     app = create_app(settings)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False,
-                timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=5
+    )
     return 0
 
 
@@ -88,9 +89,14 @@ async def _expected(settings: Settings, *, write: bool) -> int:
             if expected != actual:
                 stale += 1
                 print(f"{snippet.id}: expected output is stale")
-                sys.stdout.writelines(difflib.unified_diff(
-                    (expected or "").splitlines(keepends=True), actual.splitlines(keepends=True),
-                    f"{snippet.id}.out", "actual"))
+                sys.stdout.writelines(
+                    difflib.unified_diff(
+                        (expected or "").splitlines(keepends=True),
+                        actual.splitlines(keepends=True),
+                        f"{snippet.id}.out",
+                        "actual",
+                    )
+                )
     finally:
         await runtime.stop()
     return 1 if stale else 0

@@ -61,8 +61,13 @@ class DatabaseFactory:
         try:
             async with self._pool.acquire() as conn:
                 await conn.execute(sql)
-        except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError,
-                asyncpg.exceptions.CannotConnectNowError) as error:
+        except (
+            OSError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            asyncpg.exceptions.CannotConnectNowError,
+            asyncpg.exceptions.AdminShutdownError,
+        ) as error:
             raise PostgresUnavailable(f"PostgreSQL is unreachable: {error}") from error
 
     async def create(self) -> RunDatabase:
@@ -71,14 +76,12 @@ class DatabaseFactory:
         defaults = "".join(f"ALTER ROLE {name} SET {key} = '{value}';" for key, value in ROLE_DEFAULTS.items())
         await self._execute(
             f"CREATE ROLE {name} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE "
-            f"NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {ROLE_CONNECTION_LIMIT} IN ROLE {SANDBOX_OWNER};"
-            + defaults
+            f"NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {ROLE_CONNECTION_LIMIT} IN ROLE {SANDBOX_OWNER};" + defaults
         )
         try:
             await self._execute(f'CREATE DATABASE {name} TEMPLATE "{self.template}"')
             await self._execute(
-                f"REVOKE ALL ON DATABASE {name} FROM PUBLIC;"
-                f"GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name};"
+                f"REVOKE ALL ON DATABASE {name} FROM PUBLIC;GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name};"
             )
         except BaseException:
             await self.drop(name)

@@ -67,7 +67,13 @@ class PlainLauncher:
 
     name = "plain"
     layers: tuple[str, ...] = ("session", "rlimits", "scrubbed-env", "private-workdir")
-    missing: tuple[str, ...] = ("pid-namespace", "net-namespace", "mount-namespace", "ipc-namespace", "unprivileged-uid")
+    missing: tuple[str, ...] = (
+        "pid-namespace",
+        "net-namespace",
+        "mount-namespace",
+        "ipc-namespace",
+        "unprivileged-uid",
+    )
 
     def plan(self, events_fd: int) -> LaunchPlan:
         workdir = Path(tempfile.mkdtemp(prefix="workshop-run-"))

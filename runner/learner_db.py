@@ -23,8 +23,7 @@ LEARNER_HOST, LEARNER_PORT, LEARNER_PASSWORD = "127.0.0.1", 5432, "password"
 
 
 async def serve_learner_database(settings: Settings, *, port: int = LEARNER_PORT) -> None:
-    cluster = EmbeddedCluster(settings.cache_dir / "learner-pg", listen=(LEARNER_HOST, port),
-                              password=LEARNER_PASSWORD)
+    cluster = EmbeddedCluster(settings.cache_dir / "learner-pg", listen=(LEARNER_HOST, port), password=LEARNER_PASSWORD)
     await cluster.start()
     try:
         await seed_products(cluster)
@@ -51,7 +50,9 @@ async def seed_products(cluster: EmbeddedCluster) -> None:
             await admin.execute("CREATE DATABASE products")
     finally:
         await admin.close()
-    conn = await asyncpg.connect(**cluster.admin.as_role("postgres", cluster.admin.password, "products").connect_kwargs())
+    conn = await asyncpg.connect(
+        **cluster.admin.as_role("postgres", cluster.admin.password, "products").connect_kwargs()
+    )
     try:
         await load_setup_module().seed(conn)
     finally:

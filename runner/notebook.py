@@ -134,9 +134,7 @@ def cell_source(script: str) -> str:
 
 def chapter_scripts(repo_root: Path, chapter: str = CHAPTER) -> list[Path]:
     """The chapter's samples in chapter order (their file names start with 01_, 02_...)."""
-    return sorted(
-        p for p in (repo_root / "code" / chapter).glob("*.py") if not p.name.startswith("_")
-    )
+    return sorted(p for p in (repo_root / "code" / chapter).glob("*.py") if not p.name.startswith("_"))
 
 
 def snippet_id(repo_root: Path, script: Path) -> str:
@@ -215,9 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="write nothing; exit 1 if the committed notebook is out of date",
     )
-    parser.add_argument(
-        "--output", type=Path, default=None, help=f"where to write (default: {NOTEBOOK_PATH})"
-    )
+    parser.add_argument("--output", type=Path, default=None, help=f"where to write (default: {NOTEBOOK_PATH})")
     args = parser.parse_args(argv)
     target: Path = args.output if args.output is not None else REPO_ROOT / NOTEBOOK_PATH
     if args.check:

@@ -55,7 +55,7 @@ def openapi_schema() -> dict[str, Any]:
         "info": {
             "title": "The asyncio workshop runner",
             "version": __version__,
-            "description": "Runs the course's samples, each against its own freshly cloned, seeded PostgreSQL database.",
+            "description": "Runs the course's samples, each against its own fresh clone of the seeded database.",
         },
         "paths": {
             "/api/runs": {
@@ -67,7 +67,7 @@ def openapi_schema() -> dict[str, Any]:
                     },
                     "responses": {
                         "200": {
-                            "description": "The run's summary; with `Accept: application/x-ndjson`, one event per line.",
+                            "description": "The run's summary; with `Accept: application/x-ndjson`, one event a line.",
                             "content": {
                                 "application/json": {"schema": {"$ref": "#/components/schemas/RunSummary"}},
                                 "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/RunEvent"}},
@@ -86,22 +86,52 @@ def openapi_schema() -> dict[str, Any]:
             "/api/snippets": {
                 "get": {
                     "summary": "The published samples",
-                    "responses": {"200": {"description": "Every runnable snippet.", "content": {"application/json": {
-                        "schema": {"type": "object", "required": ["snippets"], "properties": {
-                            "snippets": {"type": "array", "items": {"$ref": "#/components/schemas/Snippet"}}}}}}}},
+                    "responses": {
+                        "200": {
+                            "description": "Every runnable snippet.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["snippets"],
+                                        "properties": {
+                                            "snippets": {
+                                                "type": "array",
+                                                "items": {"$ref": "#/components/schemas/Snippet"},
+                                            }
+                                        },
+                                    }
+                                }
+                            },
+                        }
+                    },
                 }
             },
             "/api/health": {
                 "get": {
                     "summary": "Health, pool and isolation layers in force",
                     "responses": {
-                        "200": {"description": "Ready.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
-                        "503": {"description": "Degraded (PostgreSQL down).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
+                        "200": {
+                            "description": "Ready.",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}},
+                        },
+                        "503": {
+                            "description": "Degraded (PostgreSQL down).",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}},
+                        },
                     },
                 }
             },
             "/api/openapi.json": {
-                "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1.", "content": {"application/json": {"schema": {"type": "object"}}}}}}
+                "get": {
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
             },
         },
         "components": {
@@ -116,8 +146,12 @@ def openapi_schema() -> dict[str, Any]:
                     "required": ["snippet"],
                     "additionalProperties": False,
                     "properties": {
-                        "snippet": {"type": "string", "minLength": 1, "maxLength": 200,
-                                    "description": "Snippet id, e.g. chapter_05/03_pool."},
+                        "snippet": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 200,
+                            "description": "Snippet id, e.g. chapter_05/03_pool.",
+                        },
                         "code": {"type": "string", "description": "Edited code to run in the snippet's place."},
                     },
                 },
@@ -135,13 +169,23 @@ def openapi_schema() -> dict[str, Any]:
                 },
                 "RunEvent": {
                     "oneOf": [
-                        {"type": "object", "required": ["event", "id", "snippet"],
-                         "properties": {"event": {"const": "started"}, "id": {"type": "string"}, "snippet": {"type": "string"}}},
+                        {
+                            "type": "object",
+                            "required": ["event", "id", "snippet"],
+                            "properties": {
+                                "event": {"const": "started"},
+                                "id": {"type": "string"},
+                                "snippet": {"type": "string"},
+                            },
+                        },
                         {"$ref": "#/components/schemas/Output"},
                         {"$ref": "#/components/schemas/Timing"},
-                        {"type": "object", "required": ["event", *summary_required],
-                         "description": "The summary without output and timings, which were streamed.",
-                         "properties": {"event": {"const": "finished"}, **summary_properties}},
+                        {
+                            "type": "object",
+                            "required": ["event", *summary_required],
+                            "description": "The summary without output and timings, which were streamed.",
+                            "properties": {"event": {"const": "finished"}, **summary_properties},
+                        },
                     ]
                 },
                 "Snippet": {
@@ -156,13 +200,23 @@ def openapi_schema() -> dict[str, Any]:
                         "status": {"enum": ["ok", "degraded"]},
                         "version": {"type": "string"},
                         "postgres": {"type": "object"},
-                        "pool": {"type": "object", "properties": {
-                            "size": {"type": "integer"}, "ready": {"type": "integer"}, "busy": {"type": "integer"}}},
+                        "pool": {
+                            "type": "object",
+                            "properties": {
+                                "size": {"type": "integer"},
+                                "ready": {"type": "integer"},
+                                "busy": {"type": "integer"},
+                            },
+                        },
                         "runs": {"type": "object"},
-                        "isolation": {"type": "object", "properties": {
-                            "launcher": {"type": "string"},
-                            "layers": {"type": "array", "items": {"type": "string"}},
-                            "missing": {"type": "array", "items": {"type": "string"}}}},
+                        "isolation": {
+                            "type": "object",
+                            "properties": {
+                                "launcher": {"type": "string"},
+                                "layers": {"type": "array", "items": {"type": "string"}},
+                                "missing": {"type": "array", "items": {"type": "string"}},
+                            },
+                        },
                         "editing": {"type": "boolean"},
                     },
                 },

@@ -17,8 +17,9 @@ log = logging.getLogger("runner.pool")
 
 
 class SandboxPool:
-    def __init__(self, factory: DatabaseFactory, launcher: Launcher, size: int = 0,
-                 refill_concurrency: int = 1) -> None:
+    def __init__(
+        self, factory: DatabaseFactory, launcher: Launcher, size: int = 0, refill_concurrency: int = 1
+    ) -> None:
         self.factory = factory
         self.launcher = launcher
         self.size = size

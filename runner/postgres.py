@@ -85,7 +85,7 @@ def bin_dir() -> Path:
 async def can_connect(address: ServerAddress, timeout: float = 2.0) -> bool:
     try:
         conn = await asyncpg.connect(**address.connect_kwargs(), timeout=timeout)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return False
     await conn.close()
     return True
@@ -150,9 +150,9 @@ class EmbeddedCluster:
 
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self._take_lock()
         if self.listen:
             _check_port_free(*self.listen)
+        self._take_lock()
         service_user = _service_user()
         if service_user:
             _allow_traversal(self.root, service_user)
@@ -167,7 +167,7 @@ class EmbeddedCluster:
             process.send_signal(signal.SIGINT)  # "fast" shutdown: disconnect clients, no checkpoint wait
             try:
                 await asyncio.wait_for(process.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 process.kill()
                 await process.wait()
         if self._lock_file:
@@ -222,11 +222,22 @@ class EmbeddedCluster:
         try:
             subprocess.run(
                 [
-                    str(bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                    "--auth-local=scram-sha-256", "--auth-host=scram-sha-256",
-                    f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
+                    str(bin_dir() / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
                 ],
-                check=True, capture_output=True, text=True, **_as_user(service_user),
+                check=True,
+                capture_output=True,
+                text=True,
+                **_as_user(service_user),
             )
         except subprocess.CalledProcessError as error:
             raise PostgresUnavailable(f"initdb failed: {error.stderr.strip()}") from error
@@ -292,8 +303,12 @@ class EmbeddedCluster:
         log_file = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
         try:
             self._process = await asyncio.create_subprocess_exec(
-                *argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                start_new_session=True, **_as_user(service_user),
+                *argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                start_new_session=True,
+                **_as_user(service_user),
             )
         finally:
             log_file.close()
@@ -317,7 +332,8 @@ def _service_user() -> str | None:
     except KeyError:
         subprocess.run(
             ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
     return SERVICE_USER
 
@@ -346,6 +362,7 @@ def _touch_owned(path: Path, entry: pwd.struct_passwd) -> None:
 
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as postgres does: TIME_WAIT is not "taken"
         try:
             probe.bind((host, port))
         except OSError as error:

@@ -138,8 +138,16 @@ class RunService:
             raise
         self.running += 1
         edited = code is not None and code != snippet.code
-        return Run(self, snippet, code if code is not None else snippet.code, edited, sandbox,
-                   queued_at, admitted_at, time.perf_counter())
+        return Run(
+            self,
+            snippet,
+            code if code is not None else snippet.code,
+            edited,
+            sandbox,
+            queued_at,
+            admitted_at,
+            time.perf_counter(),
+        )
 
     def finish(self, run: Run) -> None:
         self.running -= 1
@@ -150,8 +158,15 @@ class RunService:
         d = run.summary(include_streams=False)["duration"]
         log.info(
             "run %s snippet=%s%s status=%s exit=%s queue=%.3fs setup=%.3fs run=%.3fs total=%.3fs%s",
-            run.id, run.snippet.id, " (edited)" if run.edited else "", run.outcome.status,
-            run.outcome.exit_code, d["queue"], d["setup"], d["run"], d["total"],
+            run.id,
+            run.snippet.id,
+            " (edited)" if run.edited else "",
+            run.outcome.status,
+            run.outcome.exit_code,
+            d["queue"],
+            d["setup"],
+            d["run"],
+            d["total"],
             f" reason={run.outcome.reason!r}" if run.outcome.reason else "",
         )
 

@@ -53,8 +53,13 @@ class Runtime:
         self.started_seconds = time.perf_counter() - began
         log.info(
             "runner ready in %.2f s: postgres=%s template=%s snippets=%d pool=%d isolation=%s (missing: %s)",
-            self.started_seconds, self.server.kind, self.template, len(self.snippets), self.settings.pool_size,
-            ",".join(self.launcher.layers), ",".join(self.launcher.missing) or "none",
+            self.started_seconds,
+            self.server.kind,
+            self.template,
+            len(self.snippets),
+            self.settings.pool_size,
+            ",".join(self.launcher.layers),
+            ",".join(self.launcher.missing) or "none",
         )
 
     async def _start_parts(self) -> None:

@@ -64,8 +64,14 @@ class Job:
 
 
 class Sandbox:
-    def __init__(self, database: RunDatabase, process: asyncio.subprocess.Process,
-                 events_reader: asyncio.StreamReader, plan: LaunchPlan, factory: DatabaseFactory) -> None:
+    def __init__(
+        self,
+        database: RunDatabase,
+        process: asyncio.subprocess.Process,
+        events_reader: asyncio.StreamReader,
+        plan: LaunchPlan,
+        factory: DatabaseFactory,
+    ) -> None:
         self.id = secrets.token_hex(4)
         self.database = database
         self.process = process
@@ -171,9 +177,14 @@ async def _start_child(launcher: Launcher) -> tuple[asyncio.subprocess.Process, 
     plan = launcher.plan(write_fd)
     try:
         process = await asyncio.create_subprocess_exec(
-            *plan.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=plan.env, cwd=plan.cwd,
-            pass_fds=(write_fd,), start_new_session=True,
+            *plan.argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=plan.env,
+            cwd=plan.cwd,
+            pass_fds=(write_fd,),
+            start_new_session=True,
         )
     except BaseException:
         os.close(read_fd)
@@ -197,8 +208,9 @@ async def _start_child(launcher: Launcher) -> tuple[asyncio.subprocess.Process, 
     return process, reader, plan
 
 
-async def _pump_output(stream: str, reader: asyncio.StreamReader,
-                       queue: asyncio.Queue[Event | None], started: float) -> None:
+async def _pump_output(
+    stream: str, reader: asyncio.StreamReader, queue: asyncio.Queue[Event | None], started: float
+) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     while chunk := await reader.read(65536):
         text = decoder.decode(chunk)

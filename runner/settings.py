@@ -30,12 +30,12 @@ class Settings:
         "Admin DSN of an external PostgreSQL server (a role that may create databases and "
         "roles). Unset: the runner starts its own embedded cluster.",
     )
-    cache_dir: Path = _setting(
+    cache_dir: Path = _setting(  # noqa: RUF009 - evaluated once, on purpose
         "WORKSHOP_CACHE_DIR",
         platformdirs.user_cache_path("asyncio-workshop"),
         "Where the embedded cluster's data, socket and admin password are kept between starts.",
     )
-    site_dir: Path = _setting(
+    site_dir: Path = _setting(  # noqa: RUF009 - evaluated once, on purpose
         "WORKSHOP_SITE_DIR",
         REPO_ROOT / "site",
         "The built MkDocs site served at `/` (nothing is served there when it is missing).",
@@ -44,13 +44,15 @@ class Settings:
         "WORKSHOP_RUN_TIMEOUT", 30.0, "Wall-clock seconds a run may take before its process tree is killed."
     )
     output_limit: int = _setting(
-        "WORKSHOP_OUTPUT_LIMIT", 256 * 1024, "Bytes of stdout+stderr kept per run; beyond it the run is stopped and marked truncated."
+        "WORKSHOP_OUTPUT_LIMIT",
+        256 * 1024,
+        "Bytes of stdout+stderr kept per run; beyond it the run is stopped and marked truncated.",
     )
     max_body: int = _setting(
         "WORKSHOP_MAX_BODY", 128 * 1024, "Largest request body accepted by `POST /api/runs`, in bytes (413 beyond)."
     )
     allow_edits: bool = _setting(
-        "WORKSHOP_ALLOW_EDITS", True, "Accept edited code (`\"code\"` in the request). Off: such requests get 403."
+        "WORKSHOP_ALLOW_EDITS", True, 'Accept edited code (`"code"` in the request). Off: such requests get 403.'
     )
     max_concurrent_runs: int = _setting(
         "WORKSHOP_MAX_CONCURRENT_RUNS", max(2, os.cpu_count() or 1), "Runs executing at the same time."

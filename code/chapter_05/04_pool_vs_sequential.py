@@ -31,16 +31,12 @@ async def query_product(pool: asyncpg.Pool) -> asyncpg.Record | None:
 
 
 @async_timed()
-async def query_products_sequentially(
-    pool: asyncpg.Pool, queries: int
-) -> list[asyncpg.Record | None]:
+async def query_products_sequentially(pool: asyncpg.Pool, queries: int) -> list[asyncpg.Record | None]:
     return [await query_product(pool) for _ in range(queries)]
 
 
 @async_timed()
-async def query_products_concurrently(
-    pool: asyncpg.Pool, queries: int
-) -> list[asyncpg.Record | None]:
+async def query_products_concurrently(pool: asyncpg.Pool, queries: int) -> list[asyncpg.Record | None]:
     pending = [query_product(pool) for _ in range(queries)]
     return await asyncio.gather(*pending)
 

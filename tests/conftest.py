@@ -1,0 +1,95 @@
+"""A real runner for the tests: embedded Postgres, real sandboxes, a real HTTP server on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from runner.app import create_app
+from runner.runtime import Runtime
+from runner.settings import Settings
+
+TEST_CACHE = Path(tempfile.gettempdir()) / "workshop-test-cache"
+"""Kept between test sessions so the cluster is initialised and seeded once per machine."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def runner_settings(**overrides: Any) -> Settings:
+    defaults: dict[str, Any] = {
+        "cache_dir": TEST_CACHE,
+        "run_timeout": 12.0,
+        "max_concurrent_runs": 2,
+        "max_queue": 2,
+        "instance": "pytest",
+    }
+    defaults.update(overrides)
+    return Settings.from_env({}, **defaults)
+
+
+@dataclass
+class LiveRunner:
+    """A runner serving on a thread of its own; `call` runs a coroutine on its event loop."""
+
+    url: str
+    runtime: Runtime
+    loop: asyncio.AbstractEventLoop
+    settings: Settings
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def run(self, snippet: str, code: str | None = None, **kwargs: Any) -> httpx.Response:
+        body: dict[str, Any] = {"snippet": snippet}
+        if code is not None:
+            body["code"] = code
+        return httpx.post(f"{self.url}/api/runs", json=body, timeout=60, **kwargs)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def live_runner() -> Iterator[LiveRunner]:
+    settings = runner_settings()
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    holder: dict[str, asyncio.AbstractEventLoop] = {}
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        holder["loop"] = loop
+        loop.run_until_complete(server.serve())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test runner did not start")
+        time.sleep(0.05)
+    yield LiveRunner(f"http://127.0.0.1:{port}", app.state.runtime, holder["loop"], settings)
+    server.should_exit = True
+    thread.join(30)
+
+
+def output_text(summary: dict[str, Any]) -> str:
+    return "".join(event["text"] for event in summary["output"])

@@ -1,0 +1,89 @@
+"""`python -m runner db`: the seeded Postgres learners run the `code/` scripts against."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from runner.settings import REPO_ROOT
+
+from .conftest import TEST_CACHE, free_port
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as postgres does: TIME_WAIT is not "taken"
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _start(port: int, cache: str = "learner") -> subprocess.Popen[str]:
+    env = {**os.environ, "WORKSHOP_CACHE_DIR": str(TEST_CACHE / cache)}
+    return subprocess.Popen([sys.executable, "-m", "runner", "db", "--port", str(port)], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def learner_db() -> Iterator[int]:
+    port = 5432 if _port_free(5432) else free_port()
+    process = _start(port)
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "ready on" in line:
+            break
+    else:
+        raise AssertionError("runner db did not start:\n" + "".join(lines))
+    yield port
+    process.terminate()
+    assert process.wait(30) == 0
+
+
+def test_it_serves_the_seeded_products_database(learner_db: int) -> None:
+    async def counts() -> tuple[int, int]:
+        conn = await asyncpg.connect(host="127.0.0.1", port=learner_db, user="postgres", password="password",
+                                     database="products")
+        try:
+            return await conn.fetchval("SELECT count(*) FROM sku"), await conn.fetchval("SELECT count(*) FROM brand")
+        finally:
+            await conn.close()
+
+    assert asyncio.run(counts()) == (100_000, 100)
+
+
+def test_a_wrong_password_is_refused(learner_db: int) -> None:
+    async def attempt() -> None:
+        await asyncpg.connect(host="127.0.0.1", port=learner_db, user="postgres", password="nope", database="products")
+
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        asyncio.run(attempt())
+
+
+def test_a_taken_port_gives_a_clear_error(learner_db: int) -> None:
+    second = _start(learner_db, cache="learner-second")
+    out, _ = second.communicate(timeout=60)
+    assert second.returncode == 1
+    assert f"127.0.0.1:{learner_db} is already in use" in out
+    assert "Traceback" not in out
+
+
+def test_a_sample_runs_as_the_chapter_shows(learner_db: int) -> None:
+    if learner_db != 5432:
+        pytest.skip("port 5432 is taken on this machine; the samples connect to it literally")
+    result = subprocess.run([sys.executable, "-m", "code.chapter_05.03_pool"], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    expected = (Path(REPO_ROOT) / "code/chapter_05/03_pool.out").read_text()
+    assert result.stdout == expected
