@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from . import __version__
 from .openapi import openapi_schema
+from .ratelimit import RateLimiter, retry_after_header
 from .runs import Busy, Run, Unavailable, collect
 from .runtime import Runtime
 from .settings import Settings
@@ -112,6 +113,7 @@ class RunResponse(StreamingResponse):
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     runtime = runtime or Runtime(settings)
+    limiter = RateLimiter(settings.rate_limit) if settings.public and settings.rate_limit > 0 else None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -126,10 +128,19 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if content_type != "application/json":
             raise ApiError(415, "unsupported_media_type", "send the request as application/json")
         snippet_id, code = parse_run_request(await read_body(request, settings.max_body))
+        if limiter is not None:
+            wait = limiter.take(request.client.host if request.client else "unknown")
+            if wait:
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    f"too many runs from your address; retry in {wait:.0f} s",
+                    {"Retry-After": retry_after_header(wait)},
+                )
         snippet = runtime.snippets.get(snippet_id)
         if snippet is None:
             raise ApiError(404, "unknown_snippet", f"there is no snippet {snippet_id!r}")
-        if code is not None and code != snippet.code and not settings.allow_edits:
+        if code is not None and code != snippet.code and not settings.editing_enabled:
             raise ApiError(403, "editing_disabled", "this runner only runs the published samples")
         if not runtime.postgres_healthy or runtime.service is None:
             raise ApiError(
@@ -182,7 +193,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 "layers": list(runtime.launcher.layers),
                 "missing": list(runtime.launcher.missing),
             },
-            "editing": settings.allow_edits,
+            "editing": settings.editing_enabled,
+            "public": settings.public,
         }
         return JSONResponse(body, 200 if ok else 503)
 

@@ -7,6 +7,7 @@ import asyncio
 import difflib
 import logging
 import sys
+from typing import Any
 
 from .settings import Settings
 
@@ -18,6 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="serve the site and the run API on one port")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--public", action="store_true", help="public mode: no edits, rate limit, full isolation")
+    serve.add_argument("--allow-edits", action="store_true", help="accept edited code even in public mode")
+    serve.add_argument(
+        "--allow-weak-isolation", action="store_true", help="serve publicly even without namespaces (not advised)"
+    )
 
     db = commands.add_parser("db", help="serve a seeded PostgreSQL on 127.0.0.1:5432 for the code/ scripts")
     db.add_argument("--port", type=int, default=5432)
@@ -29,7 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     notebook.add_argument("--check", action="store_true")
 
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    overrides: dict[str, Any] = {}
+    if getattr(args, "public", False):
+        overrides["public"] = True
+    if getattr(args, "allow_edits", False):
+        overrides["allow_edits"] = True
+    if getattr(args, "allow_weak_isolation", False):
+        overrides["allow_weak_isolation"] = True
+    settings = Settings.from_env(**overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     if args.command == "serve":

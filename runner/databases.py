@@ -7,6 +7,7 @@ same name). Its defaults bound what a sample can do to the server.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -46,6 +47,8 @@ class DatabaseFactory:
         self.template = template
         self.prefix = run_prefix(instance)
         self._pool: asyncpg.Pool | None = None
+        self.undropped: set[str] = set()
+        """Runs whose drop failed (Postgres went away mid-drop); retried by `retry_drops`."""
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(**self.admin.connect_kwargs(), min_size=1, max_size=4)
@@ -74,17 +77,19 @@ class DatabaseFactory:
         name = self.prefix + secrets.token_hex(6)
         password = secrets.token_urlsafe(18)
         defaults = "".join(f"ALTER ROLE {name} SET {key} = '{value}';" for key, value in ROLE_DEFAULTS.items())
-        await self._execute(
-            f"CREATE ROLE {name} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE "
-            f"NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {ROLE_CONNECTION_LIMIT} IN ROLE {SANDBOX_OWNER};" + defaults
-        )
         try:
+            await self._execute(
+                f"CREATE ROLE {name} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                f"NOBYPASSRLS CONNECTION LIMIT {ROLE_CONNECTION_LIMIT} IN ROLE {SANDBOX_OWNER};" + defaults
+            )
             await self._execute(f'CREATE DATABASE {name} TEMPLATE "{self.template}"')
             await self._execute(
                 f"REVOKE ALL ON DATABASE {name} FROM PUBLIC;GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name};"
             )
         except BaseException:
-            await self.drop(name)
+            # the server may have done part of it even if the reply was lost: drop what may exist
+            with contextlib.suppress(Exception):
+                await self.drop(name)  # on failure the name stays in `undropped` for a retry
             raise
         return RunDatabase(name, self.admin.as_role(name, password, name))
 
@@ -92,8 +97,22 @@ class DatabaseFactory:
         """Drop the run's database (ending its sessions) and its role; safe to repeat."""
         if not name.startswith(self.prefix):
             raise ValueError(f"refusing to drop {name}: not a run database of this runner")
-        await self._execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await self._execute(f"DROP ROLE IF EXISTS {name}")
+        try:
+            await self._execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            await self._execute(f"DROP ROLE IF EXISTS {name}")
+        except BaseException:
+            self.undropped.add(name)
+            raise
+        self.undropped.discard(name)
+
+    async def retry_drops(self) -> None:
+        for name in sorted(self.undropped):
+            try:
+                await self.drop(name)
+            except Exception as error:
+                log.warning("still cannot drop %s: %s", name, error)
+                return
+            log.info("dropped %s, left over when PostgreSQL went away", name)
 
     async def leftovers(self) -> list[str]:
         """Run databases and roles of this replica that still exist."""

@@ -7,11 +7,19 @@ environment and rlimits (set by the child before it runs any sample code).
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
+
+from .settings import CODE_DIR, REPO_ROOT
+
+log = logging.getLogger("runner.isolation")
 
 CHILD_ARGV = [sys.executable, "-I", "-u", "-X", "frozen_modules=on", "-m", "runner.child"]
 
@@ -43,6 +51,7 @@ class LaunchPlan:
     env: dict[str, str]
     cwd: Path
     cleanup_dirs: list[Path] = field(default_factory=list)
+    process_options: dict[str, Any] = field(default_factory=dict)
 
     def cleanup(self) -> None:
         for path in self.cleanup_dirs:
@@ -62,6 +71,14 @@ def scrubbed_env(events_fd: int) -> dict[str, str]:
     }
 
 
+class Launcher(Protocol):
+    name: str
+    layers: tuple[str, ...]
+    missing: tuple[str, ...]
+
+    def plan(self, events_fd: int) -> LaunchPlan: ...
+
+
 class PlainLauncher:
     """Process-level isolation only: for machines without user namespaces."""
 
@@ -78,3 +95,144 @@ class PlainLauncher:
     def plan(self, events_fd: int) -> LaunchPlan:
         workdir = Path(tempfile.mkdtemp(prefix="workshop-run-"))
         return LaunchPlan(list(CHILD_ARGV), scrubbed_env(events_fd), workdir, [workdir])
+
+
+SANDBOX_UID = 65534
+"""`nobody`: the unprivileged uid sandboxes run as when the runner is root."""
+
+TMP_SIZE = 64 * 1024 * 1024
+
+
+class BubblewrapLauncher:
+    """Namespaces via bubblewrap: the sample sees a read-only system, its own /tmp, no network.
+
+    Only what Python needs is bound in (the system's /usr and /etc, the Python
+    installation, the virtualenv, the runner's child program and the lesson's
+    code/), all read-only; the Postgres socket directory is the one way out.
+    """
+
+    name = "bubblewrap"
+    layers: tuple[str, ...] = (
+        "pid-namespace",
+        "net-namespace",
+        "mount-namespace",
+        "ipc-namespace",
+        "uts-namespace",
+        "read-only-system",
+        "private-tmp",
+        "unprivileged-uid",
+        "session",
+        "rlimits",
+        "scrubbed-env",
+    )
+    missing: tuple[str, ...] = ()
+
+    def __init__(self, socket_dir: Path | None, *, share_net: bool = False, bwrap: str = "bwrap") -> None:
+        self.bwrap = shutil.which(bwrap) or bwrap
+        self.socket_dir = socket_dir
+        self.share_net = share_net
+        if share_net:  # a server reached over TCP: the sandbox keeps the host's network
+            self.layers = tuple(layer for layer in self.layers if layer != "net-namespace")
+            self.missing = ("net-namespace",)
+
+    def plan(self, events_fd: int) -> LaunchPlan:
+        return LaunchPlan(
+            [*self.bwrap_argv(), *CHILD_ARGV], scrubbed_env(events_fd), Path("/"), [], self.process_options()
+        )
+
+    def bwrap_argv(self) -> list[str]:
+        argv = [
+            self.bwrap,
+            "--unshare-all",
+            "--unshare-user",
+            *(["--share-net"] if self.share_net else []),
+            "--die-with-parent",
+            "--new-session",
+            "--hostname",
+            "sandbox",
+            "--disable-userns",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--ro-bind",
+            "/etc",
+            "/etc",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--size",
+            str(TMP_SIZE),
+            "--tmpfs",
+            "/tmp",
+            "--chdir",
+            "/tmp",
+        ]
+        for top in ("/bin", "/lib", "/lib32", "/lib64", "/sbin"):
+            if os.path.islink(top):
+                argv += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                argv += ["--ro-bind", top, top]
+        for path in self.readable_paths():
+            argv += ["--ro-bind", str(path), str(path)]
+        if self.socket_dir is not None:
+            argv += ["--bind", str(self.socket_dir), str(self.socket_dir)]
+        return argv
+
+    @staticmethod
+    def readable_paths() -> list[Path]:
+        """The Python installation, the virtualenv, and the two folders of this repository a run needs."""
+        paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), REPO_ROOT / "runner", CODE_DIR}
+        inside_usr = [p for p in paths if p.is_relative_to("/usr")]
+        return sorted(p for p in paths if p not in inside_usr)
+
+    @staticmethod
+    def process_options() -> dict[str, Any]:
+        if os.geteuid() != 0:
+            return {}
+        return {"user": SANDBOX_UID, "group": SANDBOX_UID, "extra_groups": []}
+
+    def prepare_host(self) -> None:
+        """As root, let `nobody` reach the bound folders (search permission on parents only)."""
+        if os.geteuid() != 0:
+            return
+        for path in [*self.readable_paths(), *([self.socket_dir] if self.socket_dir else [])]:
+            for folder in [path, *path.parents]:
+                mode = folder.stat().st_mode
+                if not mode & 0o001:
+                    log.info("allowing the sandbox user to traverse %s", folder)
+                    folder.chmod(mode | 0o001)
+
+    def probe(self) -> str | None:
+        """Try a real sandbox; None when it works, otherwise why not."""
+        if not shutil.which(self.bwrap):
+            return "bubblewrap (bwrap) is not installed"
+        try:
+            self.prepare_host()
+            result = subprocess.run(
+                [*self.bwrap_argv(), *CHILD_ARGV[:-2], "-c", "import asyncpg, runner.child; print('ok')"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env=scrubbed_env(3),
+                cwd="/",
+                **self.process_options(),
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            return f"bubblewrap failed to start: {error}"
+        if result.returncode != 0 or result.stdout.strip() != "ok":
+            return f"bubblewrap failed: {(result.stderr or result.stdout).strip()[:500]}"
+        return None
+
+
+def choose_launcher(socket_dir: Path | None, *, share_net: bool = False, want_bubblewrap: bool = True) -> Launcher:
+    """Bubblewrap when it works here, otherwise the plain launcher (and say why in the log)."""
+    if want_bubblewrap:
+        launcher = BubblewrapLauncher(socket_dir, share_net=share_net)
+        problem = launcher.probe()
+        if problem is None:
+            return launcher
+        log.warning("sandboxes run WITHOUT namespaces: %s", problem)
+    else:
+        log.warning("sandboxes run WITHOUT namespaces: bubblewrap was turned off")
+    return PlainLauncher()

@@ -11,7 +11,8 @@ import asyncio
 import logging
 
 from .databases import DatabaseFactory
-from .sandbox import Launcher, Sandbox
+from .isolation import Launcher
+from .sandbox import Sandbox
 
 log = logging.getLogger("runner.pool")
 

@@ -157,7 +157,7 @@ class RunService:
         self._recent_run_seconds = 0.8 * self._recent_run_seconds + 0.2 * run.outcome.run_seconds
         d = run.summary(include_streams=False)["duration"]
         log.info(
-            "run %s snippet=%s%s status=%s exit=%s queue=%.3fs setup=%.3fs run=%.3fs total=%.3fs%s",
+            "run %s snippet=%s%s status=%s exit=%s queue=%.3fs setup=%.3fs run=%.3fs total=%.3fs db=%s%s",
             run.id,
             run.snippet.id,
             " (edited)" if run.edited else "",
@@ -167,6 +167,7 @@ class RunService:
             d["setup"],
             d["run"],
             d["total"],
+            run.sandbox.database.name,
             f" reason={run.outcome.reason!r}" if run.outcome.reason else "",
         )
 

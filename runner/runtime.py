@@ -10,9 +10,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from pathlib import Path
 
 from .databases import DatabaseFactory
-from .isolation import PlainLauncher
+from .isolation import Launcher, PlainLauncher, choose_launcher
 from .pool import SandboxPool
 from .postgres import EmbeddedCluster, ExternalServer, PostgresServer
 from .runs import RunService
@@ -34,7 +35,7 @@ class Runtime:
         self.settings = settings
         self.snippets: dict[str, Snippet] = load_catalogue()
         self.server = make_server(settings)
-        self.launcher = PlainLauncher()
+        self.launcher: Launcher = PlainLauncher()
         self.factory: DatabaseFactory | None = None
         self.pool: SandboxPool | None = None
         self.service: RunService | None = None
@@ -65,6 +66,7 @@ class Runtime:
     async def _start_parts(self) -> None:
         await self.server.start()
         self.postgres_healthy = True
+        self.launcher = await asyncio.to_thread(self._choose_launcher)
         self.template = await ensure_template(self.server.admin)
         self.factory = DatabaseFactory(self.server.admin, self.template, self.settings.instance)
         await self.factory.open()
@@ -73,6 +75,26 @@ class Runtime:
         self.pool.fill()
         self.service = RunService(self.settings, self.pool)
         self._watchdog = asyncio.create_task(self._watch())
+
+    def _choose_launcher(self) -> Launcher:
+        admin = self.server.admin
+        mode = self.settings.sandbox
+        if mode not in {"auto", "bubblewrap", "plain"}:
+            raise SystemExit(f"WORKSHOP_SANDBOX must be auto, bubblewrap or plain, not {mode!r}")
+        launcher = choose_launcher(
+            Path(admin.host) if admin.is_unix_socket else None,
+            share_net=not admin.is_unix_socket,
+            want_bubblewrap=mode != "plain",
+        )
+        if mode == "bubblewrap" and launcher.name != "bubblewrap":
+            raise SystemExit("WORKSHOP_SANDBOX=bubblewrap but bubblewrap does not work here (see the log)")
+        if self.settings.public and launcher.missing and not self.settings.allow_weak_isolation:
+            raise SystemExit(
+                "refusing to serve in public mode: sandboxes lack "
+                + ", ".join(launcher.missing)
+                + " (install bubblewrap, or pass --allow-weak-isolation to accept the risk)"
+            )
+        return launcher
 
     async def stop(self) -> None:
         if self._watchdog:
@@ -106,6 +128,8 @@ class Runtime:
                         await self.factory.open()
                     if self.pool:
                         self.pool.fill()
+                if healthy and self.factory and self.factory.undropped:
+                    await self.factory.retry_drops()
                 self.postgres_healthy = healthy
             except asyncio.CancelledError:
                 raise

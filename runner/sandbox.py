@@ -19,28 +19,19 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import psutil
 
 from . import events
 from .databases import DatabaseFactory, RunDatabase
 from .events import Event, Status
-from .isolation import LaunchPlan, Limits
+from .isolation import Launcher, LaunchPlan, Limits
 
 log = logging.getLogger("runner.sandbox")
 
 
 class SandboxFailed(RuntimeError):
     """The sandbox could not be prepared (the child died during warm-up)."""
-
-
-class Launcher(Protocol):
-    name: str
-    layers: tuple[str, ...]
-    missing: tuple[str, ...]
-
-    def plan(self, events_fd: int) -> LaunchPlan: ...
 
 
 @dataclass
@@ -185,6 +176,7 @@ async def _start_child(launcher: Launcher) -> tuple[asyncio.subprocess.Process, 
             cwd=plan.cwd,
             pass_fds=(write_fd,),
             start_new_session=True,
+            **plan.process_options,
         )
     except BaseException:
         os.close(read_fd)

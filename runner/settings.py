@@ -51,8 +51,31 @@ class Settings:
     max_body: int = _setting(
         "WORKSHOP_MAX_BODY", 128 * 1024, "Largest request body accepted by `POST /api/runs`, in bytes (413 beyond)."
     )
-    allow_edits: bool = _setting(
-        "WORKSHOP_ALLOW_EDITS", True, 'Accept edited code (`"code"` in the request). Off: such requests get 403.'
+    allow_edits: bool | None = _setting(
+        "WORKSHOP_ALLOW_EDITS",
+        None,
+        'Accept edited code (`"code"` in the request); refused ones get 403. Unset: on locally, off in public mode.',
+    )
+    public: bool = _setting(
+        "WORKSHOP_PUBLIC",
+        False,
+        "Public mode (`serve --public`): editing off unless allowed, a per-client rate limit, and no start "
+        "without full sandbox isolation.",
+    )
+    allow_weak_isolation: bool = _setting(
+        "WORKSHOP_ALLOW_WEAK_ISOLATION",
+        False,
+        "Let public mode start even when namespaces (bubblewrap) are unavailable.",
+    )
+    sandbox: str = _setting(
+        "WORKSHOP_SANDBOX",
+        "auto",
+        "`auto` (bubblewrap when it works here), `bubblewrap` (fail without it) or `plain` (no namespaces).",
+    )
+    rate_limit: int = _setting(
+        "WORKSHOP_RATE_LIMIT",
+        30,
+        "Runs per minute one client address may start in public mode (0: no limit).",
     )
     max_concurrent_runs: int = _setting(
         "WORKSHOP_MAX_CONCURRENT_RUNS", max(2, os.cpu_count() or 1), "Runs executing at the same time."
@@ -74,6 +97,10 @@ class Settings:
     )
     log_level: str = _setting("WORKSHOP_LOG_LEVEL", "INFO", "Python logging level of the runner's log.")
 
+    @property
+    def editing_enabled(self) -> bool:
+        return self.allow_edits if self.allow_edits is not None else not self.public
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from the environment, letting explicit overrides win (CLI flags, tests)."""
@@ -90,7 +117,7 @@ class Settings:
 
 def _parse(name: str, raw: str, default: Any) -> Any:
     try:
-        if isinstance(default, bool):
+        if isinstance(default, bool) or name == "allow_edits":
             if raw.lower() in {"1", "true", "yes", "on"}:
                 return True
             if raw.lower() in {"0", "false", "no", "off"}:

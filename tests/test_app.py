@@ -21,8 +21,9 @@ SNIPPET = "chapter_05/03_pool"
 
 
 def post(live_runner: LiveRunner, content: bytes | str, content_type: str = "application/json") -> httpx.Response:
-    return httpx.post(f"{live_runner.url}/api/runs", content=content, headers={"content-type": content_type},
-                      timeout=60)
+    return httpx.post(
+        f"{live_runner.url}/api/runs", content=content, headers={"content-type": content_type}, timeout=60
+    )
 
 
 def assert_error(response: httpx.Response, status: int, error: str) -> dict[str, Any]:
@@ -45,8 +46,13 @@ def test_summary_has_the_documented_shape(live_runner: LiveRunner) -> None:
 def test_streaming_sends_output_before_the_run_finishes(live_runner: LiveRunner) -> None:
     code = "import time\nprint('first', flush=True)\ntime.sleep(1.5)\nprint('second')\n"
     arrivals: list[tuple[float, dict[str, Any]]] = []
-    with httpx.stream("POST", f"{live_runner.url}/api/runs", json={"snippet": SNIPPET, "code": code},
-                      headers={"accept": "application/x-ndjson"}, timeout=60) as response:
+    with httpx.stream(
+        "POST",
+        f"{live_runner.url}/api/runs",
+        json={"snippet": SNIPPET, "code": code},
+        headers={"accept": "application/x-ndjson"},
+        timeout=60,
+    ) as response:
         assert response.headers["content-type"].startswith("application/x-ndjson")
         for line in response.iter_lines():
             arrivals.append((time.monotonic(), json.loads(line)))
@@ -60,8 +66,13 @@ def test_streaming_sends_output_before_the_run_finishes(live_runner: LiveRunner)
 
 def test_a_client_that_goes_away_gets_its_run_killed(live_runner: LiveRunner) -> None:
     code = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
-    with httpx.stream("POST", f"{live_runner.url}/api/runs", json={"snippet": SNIPPET, "code": code},
-                      headers={"accept": "application/x-ndjson"}, timeout=60) as response:
+    with httpx.stream(
+        "POST",
+        f"{live_runner.url}/api/runs",
+        json={"snippet": SNIPPET, "code": code},
+        headers={"accept": "application/x-ndjson"},
+        timeout=60,
+    ) as response:
         for line in response.iter_lines():
             if "started" in line and "output" in line:
                 break
@@ -183,3 +194,32 @@ def test_postgres_down_gets_503_and_the_runner_recovers(live_runner: LiveRunner)
             break
         time.sleep(0.2)
     assert live_runner.run(SNIPPET).json()["status"] == "ok"
+
+
+@pytest.mark.anyio
+async def test_public_mode_turns_editing_off_and_limits_each_client(live_runner: LiveRunner) -> None:
+    app = create_app(runner_settings(public=True, rate_limit=2), runtime=live_runner.runtime)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://runner") as client:
+        edited = await client.post("/api/runs", json={"snippet": SNIPPET, "code": "print('edited')"})
+        assert_error(edited, 403, "editing_disabled")
+        second = await client.post("/api/runs", json={"snippet": "chapter_05/unknown"})
+        assert_error(second, 404, "unknown_snippet")
+        third = await client.post("/api/runs", json={"snippet": "chapter_05/unknown"})
+        body = assert_error(third, 429, "rate_limited")
+        assert "retry" in body["detail"]
+        assert int(third.headers["retry-after"]) >= 1
+
+
+@pytest.mark.anyio
+async def test_cors_allows_the_listed_origins_only(live_runner: LiveRunner) -> None:
+    app = create_app(runner_settings(cors_origins=("https://course.example",)), runtime=live_runner.runtime)
+    preflight = {"access-control-request-method": "POST", "access-control-request-headers": "content-type"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://runner") as client:
+        allowed = await client.options("/api/runs", headers={"origin": "https://course.example", **preflight})
+        refused = await client.options("/api/runs", headers={"origin": "https://elsewhere.example", **preflight})
+        listing = await client.get("/api/snippets", headers={"origin": "https://course.example"})
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://course.example"
+    assert refused.status_code == 400
+    assert "access-control-allow-origin" not in refused.headers
+    assert listing.headers["access-control-allow-origin"] == "https://course.example"

@@ -69,7 +69,9 @@ def test_the_environment_is_scrubbed(live_runner: LiveRunner) -> None:
 
 
 def test_a_run_past_the_time_limit_is_killed(live_runner: LiveRunner) -> None:
-    code = "import subprocess, time\nsubprocess.Popen(['sleep', '300'])\nprint('sleeping', flush=True)\ntime.sleep(300)\n"
+    code = (
+        "import subprocess, time\nsubprocess.Popen(['sleep', '300'])\nprint('sleeping', flush=True)\ntime.sleep(300)\n"
+    )
     summary = live_runner.run(SNIPPET, code=code).json()
     assert summary["status"] == "timeout"
     assert output_text(summary) == "sleeping\n"

@@ -52,7 +52,7 @@ def test_the_admin_needs_its_password(live_runner: LiveRunner) -> None:
 
 
 def test_a_run_cannot_escalate_inside_postgres(live_runner: LiveRunner) -> None:
-    code = '''
+    code = """
 import asyncpg
 conn = await asyncpg.connect()
 for sql in ["ALTER ROLE current_user SUPERUSER", "ALTER SYSTEM SET fsync = on",
@@ -62,7 +62,7 @@ for sql in ["ALTER ROLE current_user SUPERUSER", "ALTER SYSTEM SET fsync = on",
         print("ALLOWED", sql)
     except asyncpg.PostgresError as error:
         print("refused:", type(error).__name__)
-'''
+"""
     text = output_text(live_runner.run("chapter_05/03_pool", code=code).json())
     assert "ALLOWED" not in text
     assert text.count("refused:") == 5

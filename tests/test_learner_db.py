@@ -30,8 +30,14 @@ def _port_free(port: int) -> bool:
 
 def _start(port: int, cache: str = "learner") -> subprocess.Popen[str]:
     env = {**os.environ, "WORKSHOP_CACHE_DIR": str(TEST_CACHE / cache)}
-    return subprocess.Popen([sys.executable, "-m", "runner", "db", "--port", str(port)], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner", "db", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +59,9 @@ def learner_db() -> Iterator[int]:
 
 def test_it_serves_the_seeded_products_database(learner_db: int) -> None:
     async def counts() -> tuple[int, int]:
-        conn = await asyncpg.connect(host="127.0.0.1", port=learner_db, user="postgres", password="password",
-                                     database="products")
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=learner_db, user="postgres", password="password", database="products"
+        )
         try:
             return await conn.fetchval("SELECT count(*) FROM sku"), await conn.fetchval("SELECT count(*) FROM brand")
         finally:
@@ -82,8 +89,9 @@ def test_a_taken_port_gives_a_clear_error(learner_db: int) -> None:
 def test_a_sample_runs_as_the_chapter_shows(learner_db: int) -> None:
     if learner_db != 5432:
         pytest.skip("port 5432 is taken on this machine; the samples connect to it literally")
-    result = subprocess.run([sys.executable, "-m", "code.chapter_05.03_pool"], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "code.chapter_05.03_pool"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     expected = (Path(REPO_ROOT) / "code/chapter_05/03_pool.out").read_text()
     assert result.stdout == expected

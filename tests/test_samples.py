@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from runner.expected import normalise, read_expected
-from runner.snippets import sample_paths
 from runner.settings import CODE_DIR
+from runner.snippets import sample_paths
 
 from .conftest import LiveRunner, output_text
 
@@ -69,7 +69,9 @@ def test_committed_changes_do_not_reach_the_next_run(live_runner: LiveRunner) ->
         'print("brands', 'await conn.execute("INSERT INTO brand VALUES (9999, \'kept?\')")\n    print("brands'
     )
     assert output_text(live_runner.run("chapter_05/05_transaction", code=insert).json()) == "brands with id 9999: 1\n"
-    assert output_text(live_runner.run("chapter_05/05_transaction", code=BRAND_9999).json()) == "brands with id 9999: 0\n"
+    assert (
+        output_text(live_runner.run("chapter_05/05_transaction", code=BRAND_9999).json()) == "brands with id 9999: 0\n"
+    )
 
 
 DROP_SKU = """

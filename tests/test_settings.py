@@ -10,13 +10,15 @@ from runner.settings import Settings, documented_settings
 
 
 def test_values_are_parsed_by_type() -> None:
-    settings = Settings.from_env({
-        "WORKSHOP_RUN_TIMEOUT": "5.5",
-        "WORKSHOP_ALLOW_EDITS": "off",
-        "WORKSHOP_POOL_SIZE": "3",
-        "WORKSHOP_CORS_ORIGINS": "https://a.example, https://b.example",
-        "WORKSHOP_CACHE_DIR": "/tmp/x",
-    })
+    settings = Settings.from_env(
+        {
+            "WORKSHOP_RUN_TIMEOUT": "5.5",
+            "WORKSHOP_ALLOW_EDITS": "off",
+            "WORKSHOP_POOL_SIZE": "3",
+            "WORKSHOP_CORS_ORIGINS": "https://a.example, https://b.example",
+            "WORKSHOP_CACHE_DIR": "/tmp/x",
+        }
+    )
     assert settings.run_timeout == 5.5
     assert settings.allow_edits is False
     assert settings.pool_size == 3
