@@ -28,6 +28,8 @@ from typing import Any
 
 import asyncpg
 
+from runner.queries import QueryRecorder
+
 EVENTS_FD = int(os.environ.get("WORKSHOP_EVENTS_FD", "3"))
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RLIMITS = {
@@ -40,6 +42,7 @@ RLIMITS = {
 }
 CONNECT_KEYS = ("dsn", "host", "port", "user", "password", "passfile", "database", "ssl", "direct_tls")
 
+recorder = QueryRecorder()
 _events = os.fdopen(EVENTS_FD, "w", buffering=1, closefd=False) if __name__ == "__main__" else None
 
 
@@ -71,11 +74,13 @@ def report_timings(async_timed: Callable[[], Callable[..., Any]]) -> Callable[[]
 
             @functools.wraps(func)
             async def run(*args: Any, **kwargs: Any) -> Any:
-                start = time.perf_counter()
+                start = recorder.now()
                 try:
                     return await timed(*args, **kwargs)
                 finally:
-                    emit({"event": "timing", "name": func.__name__, "seconds": time.perf_counter() - start})
+                    end = recorder.now()
+                    recorder.phase(func.__name__, start, end)
+                    emit({"event": "timing", "name": func.__name__, "seconds": end - start, "start": start})
 
             return run
 
@@ -89,10 +94,12 @@ def redirect_connections(address: dict[str, Any]) -> None:
     original = asyncpg.connection.connect
 
     @functools.wraps(original)
-    def connect(*_args: Any, **kwargs: Any) -> Any:
+    async def connect(*_args: Any, **kwargs: Any) -> Any:
         for key in CONNECT_KEYS:
             kwargs.pop(key, None)
-        return original(**kwargs, **address)
+        conn = await original(**kwargs, **address)
+        recorder.attach(conn)
+        return conn
 
     asyncpg.connection.connect = connect  # the pool looks it up here
     asyncpg.connect = connect
@@ -150,12 +157,16 @@ def main() -> int:
     job = json.loads(sys.stdin.buffer.read() or b"{}")
     if not job:
         return 0  # the sandbox was discarded without a job
+    recorder.t0 = time.monotonic()
     redirect_connections(job["connect"])
     apply_limits(job.get("limits", {}))
     emit({"event": "running"})
     status = run_code(job["code"], job["filename"])
     sys.stdout.flush()
     sys.stderr.flush()
+    summary = recorder.summary()
+    if summary is not None:
+        emit({"event": "queries", **summary})
     return status
 
 

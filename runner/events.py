@@ -12,5 +12,5 @@ def output(stream: str, text: str, t: float) -> Event:
     return {"event": "output", "stream": stream, "text": text, "t": round(t, 4)}
 
 
-def timing(name: str, seconds: float) -> Event:
-    return {"event": "timing", "name": name, "seconds": round(seconds, 6)}
+def timing(name: str, seconds: float, start: float | None) -> Event:
+    return {"event": "timing", "name": name, "seconds": round(seconds, 6), "start": round(start or 0.0, 6)}

@@ -37,6 +37,7 @@ def openapi_schema() -> dict[str, Any]:
             "event": {"const": "timing"},
             "name": {"type": "string", "description": "The function decorated with async_timed."},
             "seconds": {"type": "number"},
+            "start": {"type": "number", "description": "When the call began, in seconds from the hand-over."},
         },
     }
     summary_properties = {
@@ -48,6 +49,61 @@ def openapi_schema() -> dict[str, Any]:
         "reason": {"type": ["string", "null"], "description": "Why a run was stopped, if it was."},
         "truncated": {"type": "boolean"},
         "duration": {"$ref": "#/components/schemas/Duration"},
+    }
+    interval = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+    queries = {
+        "type": ["object", "null"],
+        "description": "What the run's database connections did (times in seconds from the hand-over); "
+        "null when the code ran no query.",
+        "required": ["count", "errors", "latency_ms", "max_concurrency", "connections", "phases"],
+        "properties": {
+            "event": {"const": "queries"},
+            "count": {"type": "integer"},
+            "errors": {"type": "integer"},
+            "latency_ms": {"type": "object", "properties": {k: {"type": "number"} for k in ("p50", "p95", "max")}},
+            "span": interval,
+            "max_concurrency": {"type": "integer", "description": "Most queries in flight at one instant."},
+            "connections": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer", "description": "Connections numbered in the order they opened."},
+                        "queries": {"type": "integer"},
+                        "errors": {"type": "integer"},
+                        "busy_seconds": {"type": "number"},
+                        "intervals": {
+                            "type": "array",
+                            "items": interval,
+                            "description": "Busy intervals, merged to at most 300 per connection.",
+                        },
+                        "errors_at": {"type": "array", "items": {"type": "number"}},
+                    },
+                },
+            },
+            "phases": {
+                "type": "array",
+                "description": "Per async_timed call: queries, connections used, most busy at once.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "start": {"type": "number"},
+                        "end": {"type": "number"},
+                        "queries": {"type": "integer"},
+                        "connections": {"type": "integer"},
+                        "max_concurrency": {"type": "integer"},
+                    },
+                },
+            },
+            "statements": {
+                "type": "array",
+                "items": {"type": "object", "properties": {"sql": {"type": "string"}, "count": {"type": "integer"}}},
+            },
+            "sample": {"type": "array", "description": "The first 100 queries, raw.", "items": {"type": "object"}},
+            "sample_truncated": {"type": "boolean"},
+            "dropped": {"type": "integer"},
+        },
     }
     summary_required = ["id", "snippet", "status", "exit_code", "truncated", "duration"]
     return {
@@ -158,13 +214,15 @@ def openapi_schema() -> dict[str, Any]:
                 "Duration": duration,
                 "Output": output,
                 "Timing": timing,
+                "Queries": queries,
                 "RunSummary": {
                     "type": "object",
-                    "required": [*summary_required, "output", "timings"],
+                    "required": [*summary_required, "output", "timings", "queries"],
                     "properties": {
                         **summary_properties,
                         "output": {"type": "array", "items": {"$ref": "#/components/schemas/Output"}},
                         "timings": {"type": "array", "items": {"$ref": "#/components/schemas/Timing"}},
+                        "queries": {"$ref": "#/components/schemas/Queries"},
                     },
                 },
                 "RunEvent": {
@@ -180,6 +238,7 @@ def openapi_schema() -> dict[str, Any]:
                         },
                         {"$ref": "#/components/schemas/Output"},
                         {"$ref": "#/components/schemas/Timing"},
+                        {"$ref": "#/components/schemas/Queries"},
                         {
                             "type": "object",
                             "required": ["event", *summary_required],

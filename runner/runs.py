@@ -53,6 +53,7 @@ class Run:
     outcome: Outcome = field(default_factory=Outcome)
     output: list[Event] = field(default_factory=list)
     timings: list[Event] = field(default_factory=list)
+    queries: dict[str, Any] | None = None
     finished_at: float | None = None
 
     async def events(self) -> AsyncIterator[Event]:
@@ -65,7 +66,12 @@ class Run:
         yield {"event": "started", "id": self.id, "snippet": self.snippet.id}
         try:
             async for event in self.sandbox.execute(job, self.outcome):
-                (self.output if event["event"] == "output" else self.timings).append(event)
+                if event["event"] == "output":
+                    self.output.append(event)
+                elif event["event"] == "timing":
+                    self.timings.append(event)
+                elif event["event"] == "queries":
+                    self.queries = {k: v for k, v in event.items() if k != "event"}
                 yield event
         except (asyncio.CancelledError, GeneratorExit):
             self.outcome.status = "cancelled"
@@ -104,6 +110,7 @@ class Run:
         if include_streams:
             summary["output"] = self.output
             summary["timings"] = self.timings
+            summary["queries"] = self.queries
         return summary
 
 

@@ -218,8 +218,18 @@ async def _pump_events(reader: asyncio.StreamReader, queue: asyncio.Queue[Event 
             message = json.loads(line)
         except ValueError:
             continue
-        if message.get("event") == "timing":
-            await queue.put(events.timing(str(message.get("name")), float(message.get("seconds", 0))))
+        kind = message.get("event") if isinstance(message, dict) else None
+        if kind == "timing":
+            start = message.get("start")
+            await queue.put(
+                events.timing(
+                    str(message.get("name")),
+                    float(message.get("seconds", 0)),
+                    float(start) if isinstance(start, int | float) else None,
+                )
+            )
+        elif kind == "queries":
+            await queue.put(message)
 
 
 async def _close_when_done(pumps: list[asyncio.Task[None]], queue: asyncio.Queue[Event | None]) -> None:
