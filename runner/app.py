@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import __version__
+from .metrics import CONTENT_TYPE, Metrics
 from .openapi import openapi_schema
 from .ratelimit import RateLimiter, retry_after_header
 from .runs import Busy, Run, Unavailable, collect
@@ -115,9 +116,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     runtime = runtime or Runtime(settings)
     limiter = RateLimiter(settings.rate_limit) if settings.public and settings.rate_limit > 0 else None
 
+    metrics = Metrics(runtime)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.start()
+        assert runtime.service is not None
+        runtime.service.on_finish.append(metrics.observe)
         try:
             yield
         finally:
@@ -198,6 +203,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         }
         return JSONResponse(body, 200 if ok else 503)
 
+    async def prometheus(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_schema())
 
@@ -228,6 +236,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     api_paths = {route.path for route in api}
     routes: list[BaseRoute] = [
         *api,
+        Route("/metrics", prometheus, methods=["GET"]),
         Route("/api/{rest:path}", api_not_found, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
     ]
     if settings.site_dir.is_dir():

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +123,7 @@ class RunService:
         self.running = 0
         self._recent_run_seconds = 1.0
         self.counts: dict[str, int] = {}
+        self.on_finish: list[Callable[[Run], None]] = []
 
     async def start(self, snippet: Snippet, code: str | None) -> Run:
         """Wait for a slot and a sandbox; raises Busy or Unavailable before anything is sent."""
@@ -161,6 +162,8 @@ class RunService:
         self._slots.release()
         self.pool.release(run.sandbox)
         self.counts[run.outcome.status] = self.counts.get(run.outcome.status, 0) + 1
+        for callback in self.on_finish:
+            callback(run)
         self._recent_run_seconds = 0.8 * self._recent_run_seconds + 0.2 * run.outcome.run_seconds
         d = run.summary(include_streams=False)["duration"]
         log.info(

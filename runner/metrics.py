@@ -1,0 +1,66 @@
+"""Prometheus metrics at `/metrics`: runs by status, phase durations, pool and queue gauges.
+
+Each app has its own registry (tests build several apps in one process); gauges are
+read from the runtime when scraped rather than kept in step by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .runs import Run
+    from .runtime import Runtime
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PHASES = ("queue", "setup", "run", "total")
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class RuntimeGauges(Collector):
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        pool, service = self.runtime.pool, self.runtime.service
+        values = {
+            "workshop_pool_ready": ("Prepared sandboxes waiting to be taken.", pool.ready if pool else 0),
+            "workshop_pool_busy": ("Sandboxes in use.", pool.busy if pool else 0),
+            "workshop_queue_waiting": ("Runs waiting for a free slot.", service.waiting if service else 0),
+            "workshop_runs_running": ("Runs executing now.", service.running if service else 0),
+            "workshop_postgres_up": ("1 while PostgreSQL is reachable.", int(self.runtime.postgres_healthy)),
+        }
+        for name, (help_text, value) in values.items():
+            yield GaugeMetricFamily(name, help_text, value=value)
+
+
+class Metrics:
+    def __init__(self, runtime: Runtime) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.runs = Counter("workshop_runs", "Runs finished, by status.", ["status"], registry=self.registry)
+        self.durations = Histogram(
+            "workshop_run_duration_seconds",
+            "Seconds per phase of a run.",
+            ["phase"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(RuntimeGauges(runtime))
+
+    def observe(self, run: Run) -> None:
+        self.runs.labels(run.outcome.status).inc()
+        duration = run.summary(include_streams=False)["duration"]
+        for phase in PHASES:
+            self.durations.labels(phase).observe(duration[phase])
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
