@@ -26,8 +26,9 @@ serve: $(STAMP) site
 	$(PY) -m runner serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
-	$(PY) -m ruff check runner tests bench code
+	$(PY) -m ruff check runner tests bench code docker
 	$(PY) -m mypy
+	$(VENV)/bin/hadolint --failure-threshold warning docker/postgres/Dockerfile docker/runner/Dockerfile
 
 test: $(STAMP) system-packages lint
 	$(PY) -m pytest

@@ -50,6 +50,8 @@ async def ensure_template(admin: ServerAddress) -> str:
     name = TEMPLATE_PREFIX + seed_fingerprint(setup)
     conn = await asyncpg.connect(**admin.connect_kwargs())
     try:
+        # replicas sharing a server must not build (or drop) templates at the same time
+        await conn.execute("SELECT pg_advisory_lock(hashtext('workshop_template'))")
         if name not in await _templates(conn):
             await _build(conn, admin, setup, name)
         for stale in await _templates(conn) - {name}:
