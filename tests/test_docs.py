@@ -1,0 +1,175 @@
+"""The course site: a strict build, samples shown exactly as in code/, and nothing fetched from elsewhere.
+
+One `mkdocs build --strict` into a temporary directory serves every test here.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.notebook import cell_source
+
+REPO = Path(__file__).resolve().parent.parent
+CODE = REPO / "code"
+SAMPLES = sorted(p for p in CODE.glob("chapter_*/*.py") if not p.name.startswith("_"))
+CDN_HOSTS = (
+    "unpkg.com",
+    "cdn.jsdelivr.net",
+    "cdnjs.cloudflare.com",
+    "fonts.googleapis.com",
+    "fonts.gstatic.com",
+)
+
+_SNIPPET_BLOCK = re.compile(r'<div\b[^>]*\bdata-snippet="([^"]+)"[^>]*>')
+_CODE = re.compile(r"<code\b[^>]*>(.*?)</code>", re.S)
+_NOTEBOOK_PRE = re.compile(r'<div class="highlight-ipynb[^"]*"><pre>(.*?)</pre>', re.S)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def snippet_id(path: Path) -> str:
+    return path.relative_to(CODE).with_suffix("").as_posix()
+
+
+def text_of(fragment: str) -> str:
+    """What a reader sees (and copies) of highlighted HTML: tags gone, entities decoded."""
+    return html.unescape(_TAG.sub("", fragment))
+
+
+def runnable_blocks(page: str) -> dict[str, tuple[int, str]]:
+    """snippet id -> (position in the page, text of the first code element after it)."""
+    blocks: dict[str, tuple[int, str]] = {}
+    for match in _SNIPPET_BLOCK.finditer(page):
+        code = _CODE.search(page, match.end())
+        assert code is not None, f"no code element in the block for {match.group(1)}"
+        assert match.group(1) not in blocks, f"{match.group(1)} is runnable twice"
+        blocks[match.group(1)] = (match.start(), text_of(code.group(1)))
+    return blocks
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def chapter(site: Path) -> str:
+    return (site / "chapter-05" / "index.html").read_text(encoding="utf-8")
+
+
+def test_strict_build_produces_the_pages(site: Path) -> None:
+    for page in (
+        "index.html",
+        "chapter-05/index.html",
+        "maintainers/index.html",
+        "notebook/asynchronous-database-interaction/index.html",
+    ):
+        assert (site / page).is_file(), page
+    # include_source: the notebook can be downloaded from beside its page.
+    assert (site / "notebook/asynchronous-database-interaction/asynchronous-database-interaction.ipynb").is_file()
+
+
+def test_there_are_samples() -> None:
+    assert len(SAMPLES) >= 8, SAMPLES
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=snippet_id)
+def test_sample_is_runnable_on_the_chapter_page_with_its_exact_code(path: Path, chapter: str) -> None:
+    blocks = runnable_blocks(chapter)
+    sid = snippet_id(path)
+    assert sid in blocks, f"{sid} is not shown as a runnable sample on the chapter page"
+    assert blocks[sid][1] == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=snippet_id)
+def test_expected_output_follows_its_sample(path: Path, chapter: str) -> None:
+    expected = path.with_suffix(".out")
+    assert expected.is_file(), f"{expected.name} is missing: run `python -m runner expected --write`"
+    start = runnable_blocks(chapter)[snippet_id(path)][0]
+    details = chapter.find("<details", start)
+    assert details != -1 and "Expected output" in chapter[details : details + 200]
+    code = _CODE.search(chapter, details)
+    assert code is not None
+    assert text_of(code.group(1)) == expected.read_text(encoding="utf-8")
+
+
+def test_no_runnable_block_without_its_file(chapter: str) -> None:
+    known = {snippet_id(p) for p in SAMPLES}
+    assert set(runnable_blocks(chapter)) <= known
+
+
+def test_notebook_cells_are_tagged_and_match_the_scripts(site: Path) -> None:
+    page = (site / "notebook/asynchronous-database-interaction/index.html").read_text(encoding="utf-8")
+    tags = [m.group(1) for m in _SNIPPET_BLOCK.finditer(page)]
+    assert tags == ["notebook/" + snippet_id(p) for p in SAMPLES]
+    shown = [text_of(m.group(1)).strip() for m in _NOTEBOOK_PRE.finditer(page)]
+    assert shown == [cell_source(p.read_text(encoding="utf-8")).strip() for p in SAMPLES]
+
+
+def test_er_diagram_lists_the_five_tables(chapter: str) -> None:
+    match = re.search(r'<pre class="mermaid"><code>(.*?)</code></pre>', chapter, re.S)
+    assert match is not None, "no mermaid diagram on the chapter page"
+    diagram = html.unescape(match.group(1))
+    assert diagram.lstrip().startswith("erDiagram")
+    for table in ("brand", "product", "product_color", "product_size", "sku"):
+        assert re.search(rf"^\s*{table} \{{", diagram, re.M), table
+    for fk in ("brand_id FK", "product_id FK", "product_size_id FK", "product_color_id FK"):
+        assert fk in diagram
+
+
+def test_runner_url_reaches_the_pages(site: Path) -> None:
+    page = (site / "chapter-05" / "index.html").read_text(encoding="utf-8")
+    assert '<meta name="workshop-runner-url" content="">' in page
+    assert "assets/workshop-run.js" in page and "assets/workshop-run.css" in page
+
+
+def _external(url: str) -> bool:
+    return bool(re.match(r"^(https?:)?//", url.strip(), re.I))
+
+
+def test_site_loads_nothing_from_other_hosts(site: Path) -> None:
+    problems: list[str] = []
+    for page in site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        where = page.relative_to(site)
+        for tag in re.finditer(r"<(script|link|img|iframe|source)\b[^>]*>", text, re.I):
+            element = tag.group(0)
+            for attr in ("src", "href"):
+                value = re.search(rf'\b{attr}\s*=\s*["\']([^"\']*)["\']', element, re.I)
+                if value is None or not _external(value.group(1)):
+                    continue
+                # <link rel=prev/next/canonical> is navigation, not a resource.
+                rel = re.search(r'\brel\s*=\s*["\']([^"\']*)', element, re.I)
+                if tag.group(1).lower() == "link" and rel and rel.group(1) in ("prev", "next", "canonical"):
+                    continue
+                problems.append(f"{where}: {element[:160]}")
+        problems += [f"{where}: mentions {host}" for host in CDN_HOSTS if host in text]
+    for sheet in site.rglob("*.css"):
+        text = sheet.read_text(encoding="utf-8")
+        for url in re.findall(r"""url\(\s*["']?([^"')]+)""", text) + re.findall(r"""@import\s+["']([^"']+)""", text):
+            if _external(url):
+                problems.append(f"{sheet.relative_to(site)}: {url}")
+    assert not problems, "\n".join(problems)
+
+
+def test_mermaid_is_vendored(site: Path) -> None:
+    assert (site / "assets/mermaid/mermaid.min.js").stat().st_size > 1_000_000
+    loader = (site / "assets/mermaid-loader.js").read_text(encoding="utf-8")
+    assert "mermaid/mermaid.min.js" in loader

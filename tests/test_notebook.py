@@ -1,0 +1,131 @@
+"""The notebook edition: generated from code/, committed up to date, valid, and runnable cell by cell."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from runner import notebook
+from runner.notebook import build_notebook, cell_source, chapter_scripts, render_notebook
+
+REPO = Path(__file__).resolve().parent.parent
+COMMITTED = REPO / notebook.NOTEBOOK_PATH
+
+
+def test_committed_notebook_is_what_the_build_produces() -> None:
+    assert COMMITTED.is_file(), "run `python -m runner notebook` and commit the result"
+    assert COMMITTED.read_text(encoding="utf-8") == render_notebook(REPO), (
+        "the notebook is stale: run `python -m runner notebook`"
+    )
+
+
+def test_build_is_deterministic() -> None:
+    assert render_notebook(REPO) == render_notebook(REPO)
+
+
+def test_committed_notebook_validates() -> None:
+    nbformat.validate(nbformat.read(COMMITTED, as_version=4))
+
+
+def test_one_code_cell_per_sample_in_chapter_order() -> None:
+    nb = build_notebook(REPO)
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    scripts = chapter_scripts(REPO)
+    assert [p.name for p in scripts][:2] == ["01_connect.py", "02_one_connection_two_queries.py"]
+    assert len(code_cells) == len(scripts) >= 8
+    for cell, script in zip(code_cells, scripts, strict=True):
+        sid = script.relative_to(REPO / "code").with_suffix("").as_posix()
+        assert cell.metadata == {"workshop": {"snippet": f"notebook/{sid}"}}
+        assert cell.source == cell_source(script.read_text(encoding="utf-8"))
+        assert cell.outputs == [] and cell.execution_count is None
+    # Every sample is introduced by a markdown cell.
+    kinds = [cell.cell_type for cell in nb.cells]
+    assert kinds[0] == "markdown"
+    assert all(kinds[i - 1] == "markdown" for i, kind in enumerate(kinds) if kind == "code")
+
+
+def test_cells_compile_as_top_level_await_code() -> None:
+    import ast
+
+    for script in chapter_scripts(REPO):
+        source = cell_source(script.read_text(encoding="utf-8"))
+        compile(source, script.name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        assert "__main__" not in source
+        assert "asyncio.run(" not in source
+
+
+# -- cell_source ------------------------------------------------------------
+
+ASYNC_SCRIPT = '''\
+"""Doc."""
+
+import asyncio
+
+
+async def main() -> None:
+    print("hi")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+'''
+
+SYNC_SCRIPT = """\
+def main() -> None:
+    for n in range(3):
+        print(n)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_async_main_becomes_await() -> None:
+    assert cell_source(ASYNC_SCRIPT) == (
+        '"""Doc."""\n\nimport asyncio\n\n\nasync def main() -> None:\n    print("hi")\n\n\nawait main()'
+    )
+
+
+def test_sync_script_only_loses_the_guard() -> None:
+    assert cell_source(SYNC_SCRIPT) == ("def main() -> None:\n    for n in range(3):\n        print(n)\n\n\nmain()")
+
+
+def test_guard_with_single_quotes_and_comment_and_several_lines() -> None:
+    script = "import asyncio\n\nif __name__ == '__main__':  # entry point\n    setup()\n    asyncio.run(main(1))\n"
+    assert cell_source(script) == "import asyncio\n\nsetup()\nawait main(1)"
+
+
+def test_code_after_the_guard_is_kept() -> None:
+    script = 'if __name__ == "__main__":\n    main()\nprint("after")\n'
+    assert cell_source(script) == 'main()\nprint("after")'
+
+
+def test_unguarded_asyncio_run_becomes_await() -> None:
+    assert cell_source("import asyncio\nasyncio.run(main())\n") == "import asyncio\nawait main()"
+
+
+def test_nested_asyncio_run_is_left_alone() -> None:
+    script = "def go():\n    asyncio.run(main())\n"
+    assert cell_source(script) == script.rstrip()
+
+
+def test_script_without_guard_is_unchanged_but_for_trailing_blank_lines() -> None:
+    assert cell_source("print(1)\n\n\n") == "print(1)"
+
+
+# -- the command ------------------------------------------------------------
+
+
+def test_main_writes_then_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "nb.ipynb"
+    assert notebook.main(["--check", "--output", str(target)]) == 1  # missing
+    assert notebook.main(["--output", str(target)]) == 0
+    assert json.loads(target.read_text(encoding="utf-8"))["nbformat"] == 4
+    assert notebook.main(["--check", "--output", str(target)]) == 0
+    target.write_text(target.read_text(encoding="utf-8").replace("await main()", "main()", 1))
+    assert notebook.main(["--check", "--output", str(target)]) == 1
+    assert "out of date" in capsys.readouterr().err
