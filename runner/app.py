@@ -147,6 +147,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             raise ApiError(404, "unknown_snippet", f"there is no snippet {snippet_id!r}")
         if code is not None and code != snippet.code and not settings.editing_enabled:
             raise ApiError(403, "editing_disabled", "this runner only runs the published samples")
+        if not runtime.server.process_alive():
+            runtime.postgres_healthy = False  # a warm sandbox would not notice until it connects
         if not runtime.postgres_healthy or runtime.service is None:
             raise ApiError(
                 503,

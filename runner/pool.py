@@ -35,6 +35,14 @@ class SandboxPool:
     def ready(self) -> int:
         return len(self._ready)
 
+    @property
+    def settled(self) -> bool:
+        """Full and not preparing anything: what tests wait for before counting databases."""
+        return len(self._ready) >= self.size and self._refilling == 0
+
+    def held_databases(self) -> set[str]:
+        return {sandbox.database.name for sandbox in self._ready}
+
     async def take(self) -> Sandbox:
         """A ready sandbox if there is one, otherwise a freshly prepared one."""
         sandbox = self._ready.pop(0) if self._ready else None
@@ -50,6 +58,13 @@ class SandboxPool:
         self._spawn(self._destroy(sandbox))
 
     def fill(self) -> None:
+        self._refill()
+
+    def discard_ready(self) -> None:
+        """Throw away prepared sandboxes (after a Postgres crash their databases may be gone) and refill."""
+        ready, self._ready = self._ready, []
+        for sandbox in ready:
+            self._spawn(self._destroy(sandbox))
         self._refill()
 
     async def close(self) -> None:

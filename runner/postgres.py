@@ -70,6 +70,7 @@ class PostgresServer(Protocol):
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
+    def process_alive(self) -> bool: ...
     async def is_healthy(self) -> bool: ...
     async def restart_if_down(self) -> bool: ...
 
@@ -115,6 +116,9 @@ class ExternalServer:
 
     async def stop(self) -> None:
         return None
+
+    def process_alive(self) -> bool:
+        return True  # not ours to watch; the health check finds out
 
     async def is_healthy(self) -> bool:
         return await can_connect(self.admin)
@@ -174,8 +178,12 @@ class EmbeddedCluster:
             self._lock_file.close()
             self._lock_file = None
 
+    def process_alive(self) -> bool:
+        """Cheap enough for every request: asyncio notices the postmaster's exit as it happens."""
+        return self._process is not None and self._process.returncode is None
+
     async def is_healthy(self) -> bool:
-        return self._process is not None and self._process.returncode is None and await can_connect(self.admin)
+        return self.process_alive() and await can_connect(self.admin)
 
     async def restart_if_down(self) -> bool:
         """Start postgres again if its process died; True when a restart happened."""

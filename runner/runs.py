@@ -54,6 +54,7 @@ class Run:
     output: list[Event] = field(default_factory=list)
     timings: list[Event] = field(default_factory=list)
     queries: dict[str, Any] | None = None
+    started: bool = False
     finished_at: float | None = None
 
     async def events(self) -> AsyncIterator[Event]:
@@ -63,6 +64,7 @@ class Run:
             timeout=self.service.settings.run_timeout,
             output_limit=self.service.settings.output_limit,
         )
+        self.started = True
         yield {"event": "started", "id": self.id, "snippet": self.snippet.id}
         try:
             async for event in self.sandbox.execute(job, self.outcome):
@@ -85,7 +87,7 @@ class Run:
         """Give back the slot and the sandbox; idempotent, and safe if events() never started."""
         if self.finished_at is not None:
             return
-        if self.outcome.run_seconds == 0 and self.outcome.exit_code is None and self.outcome.status == "ok":
+        if not self.started:
             self.outcome.status, self.outcome.reason = "cancelled", "the client went away before the run"
         self.finished_at = time.perf_counter()
         self.service.finish(self)

@@ -71,7 +71,9 @@ class Runtime:
         self.factory = DatabaseFactory(self.server.admin, self.template, self.settings.instance)
         await self.factory.open()
         await self.factory.drop_orphans()
-        self.pool = SandboxPool(self.factory, self.launcher, size=self.settings.pool_size)
+        self.pool = SandboxPool(
+            self.factory, self.launcher, size=self.settings.pool_size, refill_concurrency=self.settings.pool_refill
+        )
         self.pool.fill()
         self.service = RunService(self.settings, self.pool)
         self._watchdog = asyncio.create_task(self._watch())
@@ -123,11 +125,15 @@ class Runtime:
                         healthy = await self.server.is_healthy()
                 if healthy and not self.postgres_healthy:
                     log.info("postgres is back")
+                    # commits are asynchronous (synchronous_commit=off): a crash may have lost the
+                    # newest databases and roles, so check the template and renew prepared sandboxes
+                    self.template = await ensure_template(self.server.admin)
                     if self.factory:
                         await self.factory.close()
+                        self.factory.template = self.template
                         await self.factory.open()
                     if self.pool:
-                        self.pool.fill()
+                        self.pool.discard_ready()
                 if healthy and self.factory and self.factory.undropped:
                     await self.factory.retry_drops()
                 self.postgres_healthy = healthy

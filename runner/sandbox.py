@@ -88,6 +88,7 @@ class Sandbox:
             assert isinstance(error, BaseException)
             raise error
         process, reader, plan = child
+        log.debug("prepared sandbox with %s (pid %s)", database.name, process.pid)
         return cls(database, process, reader, plan, factory)
 
     # -- executing ---------------------------------------------------------------------------
@@ -161,6 +162,7 @@ class Sandbox:
             await asyncio.wait_for(self.process.wait(), 5)
         self._plan.cleanup()
         await self._factory.drop(self.database.name)
+        log.debug("destroyed sandbox with %s", self.database.name)
 
 
 async def _start_child(launcher: Launcher) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader, LaunchPlan]:

@@ -84,7 +84,15 @@ class Settings:
         "WORKSHOP_MAX_QUEUE", 16, "Runs allowed to wait for a free slot; beyond it requests get 429 with Retry-After."
     )
     pool_size: int = _setting(
-        "WORKSHOP_POOL_SIZE", 0, "Sandboxes kept prepared in advance (0: each run prepares its own)."
+        "WORKSHOP_POOL_SIZE",
+        2,
+        "Sandboxes kept prepared in advance, each with its database cloned and Python warmed up "
+        "(0: each run prepares its own).",
+    )
+    pool_refill: int = _setting(
+        "WORKSHOP_POOL_REFILL",
+        1,
+        "Sandboxes prepared at the same time when refilling the pool (more refill faster, but take CPU from runs).",
     )
     cors_origins: tuple[str, ...] = _setting(
         "WORKSHOP_CORS_ORIGINS", (), "Comma-separated origins allowed to call the API from another site."

@@ -184,7 +184,9 @@ def test_postgres_down_gets_503_and_the_runner_recovers(live_runner: LiveRunner)
     pid = getattr(server, "pid", None)
     assert pid, "the tests run against the embedded cluster"
     os.kill(pid, signal.SIGKILL)
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while server.process_alive() and time.monotonic() < deadline:  # the runner notices the exit
+        time.sleep(0.05)
     response = live_runner.run(SNIPPET)
     assert_error(response, 503, "database_unavailable")
     assert response.headers["retry-after"]

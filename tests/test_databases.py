@@ -74,26 +74,29 @@ def test_nothing_is_left_behind_after_runs(live_runner: LiveRunner) -> None:
     factory = live_runner.runtime.factory
     assert factory is not None
 
-    async def leftovers() -> list[str]:
+    pool = live_runner.runtime.pool
+    assert pool is not None
+
+    async def leftovers() -> set[str]:
         import asyncio
 
-        for _ in range(50):  # sandboxes are destroyed in the background, just after the answer
-            names = await factory.leftovers()
-            if not names:
+        for _ in range(100):  # sandboxes are destroyed in the background, just after the answer
+            if pool.settled and set(await factory.leftovers()) == pool.held_databases():
                 break
             await asyncio.sleep(0.1)
-        return names
+        return set(await factory.leftovers()) - pool.held_databases()
 
-    assert live_runner.call(leftovers()) == []
+    assert live_runner.call(leftovers()) == set()
+    assert len(pool.held_databases()) == pool.size  # the ready sandboxes hold exactly their own databases
 
 
-def test_orphans_of_this_replica_are_removed_and_others_kept(live_runner: LiveRunner) -> None:
+def test_a_replica_removes_its_own_orphans_and_keeps_others(live_runner: LiveRunner) -> None:
     runtime = live_runner.runtime
     admin = runtime.server.admin
     assert runtime.factory is not None
-    ours = DatabaseFactory(admin, runtime.template, live_runner.settings.instance)
-    theirs = DatabaseFactory(admin, runtime.template, "another-replica")
-    assert ours.prefix == run_prefix("pytest") != theirs.prefix
+    ours = DatabaseFactory(admin, runtime.template, "replica-a")  # not the live runner's: its pool holds databases
+    theirs = DatabaseFactory(admin, runtime.template, "replica-b")
+    assert ours.prefix == run_prefix("replica-a") != theirs.prefix
 
     async def scenario() -> tuple[int, list[str]]:
         await ours.open()
