@@ -2,8 +2,10 @@
  * The Run widget: every element with a data-snippet attribute (a sample on a
  * chapter page, a code cell on the notebook page) gets Run / Stop / Edit / Reset
  * buttons and an output panel. A run is one POST /api/runs whose response streams
- * NDJSON events (started, output, timing, finished); Stop aborts that request and
- * the runner kills the run when the client goes away.
+ * NDJSON events (started, output, timing, queries, finished); Stop aborts that
+ * request and the runner kills the run when the client goes away. Timings are
+ * drawn as a bar chart, the queries summary as a timeline with one lane per
+ * database connection (plain SVG, no chart library).
  *
  * Plain browser JavaScript on purpose: no framework, no build step.
  */
@@ -64,8 +66,15 @@
       "aria-label": "Output of " + snippet, tabindex: "0",
     });
     var timings = el("ul", { class: "workshop-run__timings", "aria-label": "Timings" });
+    var ratio = el("p", { class: "workshop-run__ratio" });
+    var timingFigure = figure("timings", [timings, ratio]);
+    var summary = el("p", { class: "workshop-run__summary" });
+    var legend = el("p", { class: "workshop-run__legend", "aria-hidden": "true" });
+    var timelineFigure = figure("timeline", [summary, legend]);
+    var charts = el("div", { class: "workshop-run__charts" });
+    charts.append(timingFigure, timelineFigure);
     var detail = el("p", { class: "workshop-run__detail" });
-    panel.append(output, timings, detail);
+    panel.append(output, charts, detail);
     block.append(bar, panel);
 
     var state = {
@@ -74,8 +83,18 @@
       published: codeNode.textContent, editor: null, controller: null, timer: null,
       run: run, stop: stop, edit: edit, reset: reset, status: status,
       panel: panel, output: output, timings: timings, detail: detail,
+      charts: charts, timingFigure: timingFigure, ratio: ratio,
+      timelineFigure: timelineFigure, summary: summary, legend: legend,
+      timingData: [], queries: null, chartWidth: 0,
     };
     block.workshop = state;
+    // Charts are drawn at the size they are shown (text stays legible on a
+    // phone); draw them again when that width changes.
+    if (window.ResizeObserver) {
+      new ResizeObserver(function () {
+        if (charts.clientWidth && charts.clientWidth !== state.chartWidth) drawCharts(state);
+      }).observe(charts);
+    }
     run.addEventListener("click", function () { start(state); });
     stop.addEventListener("click", function () { if (state.controller) state.controller.abort(); });
     edit.addEventListener("click", function () { openEditor(state); });
@@ -174,6 +193,9 @@
     if (hadFocus) state.stop.focus();
     state.output.replaceChildren();
     state.timings.replaceChildren();
+    state.timingData = [];
+    state.queries = null;
+    drawCharts(state);
     state.detail.textContent = "";
     state.panel.hidden = false;
     state.block.removeAttribute("data-run-id");
@@ -267,6 +289,11 @@
       item.append(el("span", { class: "workshop-run__timing-name" }, event.name), " ",
         el("span", { class: "workshop-run__timing-value" }, seconds(event.seconds)));
       state.timings.append(item);
+      state.timingData.push(event);
+      drawTimings(state);
+    } else if (event.event === "queries") {
+      state.queries = event;
+      drawTimeline(state);
     } else if (event.event === "finished") {
       finish(state, event);
     }
@@ -334,6 +361,267 @@
           return setStatus(state, "error", "Refused (" + response.status + ")" + detail);
       }
     });
+  }
+
+  /* ---------------------------------------------------------------- charts */
+
+  // The timings as a bar chart, and what the run did to the database as a
+  // timeline: one lane per connection, busy intervals as bars, failed queries as
+  // pins, the async_timed phases as bands above and behind the lanes. Each SVG is
+  // one image to assistive technology (role="img" and a label); a text summary
+  // is shown beside it. Colours are CSS classes on Material's variables, so the
+  // dark scheme needs nothing of its own.
+
+  var SVG = "http://www.w3.org/2000/svg";
+
+  function figure(kind, caption) {
+    var node = el("figure", { class: "workshop-run__figure workshop-run__figure--" + kind });
+    var text = el("figcaption", {});
+    text.append.apply(text, caption);
+    node.append(svg("svg", {}), text);
+    node.hidden = true;
+    return node;
+  }
+
+  function svg(tag, attrs, text, parent) {
+    var node = document.createElementNS(SVG, tag);
+    Object.keys(attrs).forEach(function (key) { node.setAttribute(key, attrs[key]); });
+    if (text != null) node.textContent = text;
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+
+  function newSvg(fig, cls, label) {
+    var node = svg("svg", { class: "workshop-run__svg " + cls, role: "img", "aria-label": label });
+    fig.replaceChild(node, fig.firstChild);
+    return node;
+  }
+
+  function finishSvg(node, width, height) {
+    node.setAttribute("viewBox", "0 0 " + width + " " + Math.ceil(height));
+  }
+
+  function textWidth(node) {
+    try { return node.getComputedTextLength(); } catch (ignored) { return 0; }
+  }
+
+  // Shorten an SVG text with an ellipsis until it fits `max` (empty if nothing fits).
+  function fit(node, max) {
+    var full = node.textContent;
+    if (textWidth(node) <= max) return;
+    var low = 0, high = full.length;
+    while (low < high) { // the longest prefix that fits, with its ellipsis
+      var mid = Math.ceil((low + high) / 2);
+      node.textContent = full.slice(0, mid) + "…";
+      if (textWidth(node) <= max) low = mid; else high = mid - 1;
+    }
+    node.textContent = low ? full.slice(0, low) + "…" : "";
+  }
+
+  function count(n, one, many) {
+    return n.toLocaleString("en") + " " + (n === 1 ? one : many || one + "s");
+  }
+
+  function ms(value) {
+    return (value < 1 ? value.toFixed(2) : value < 10 ? value.toFixed(1) : Math.round(value)) + " ms";
+  }
+
+  // concurrent / sequential (or synchronous, but not asynchronous) by name.
+  function kind(name) {
+    if (/concurren/i.test(name)) return "concurrent";
+    if (/sequential|(^|[^a-z])synchronous/i.test(name)) return "sequential";
+    return "other";
+  }
+
+  function speedup(items) {
+    var conc = items.filter(function (t) { return kind(t.name) === "concurrent"; })[0];
+    var seq = items.filter(function (t) { return kind(t.name) === "sequential"; })[0];
+    if (!conc || !seq || !(conc.seconds > 0) || !(seq.seconds > 0)) return "";
+    var r = seq.seconds / conc.seconds;
+    var times = function (x) { return (x < 10 ? x.toFixed(1) : Math.round(x)) + "×"; };
+    return "concurrent was " + (r >= 1 ? times(r) + " faster" : times(1 / r) + " slower") +
+      " than sequential (" + seconds(conc.seconds) + " against " + seconds(seq.seconds) + ")";
+  }
+
+  function drawCharts(state) {
+    drawTimings(state);
+    drawTimeline(state);
+  }
+
+  // The width the charts are shown at, in CSS pixels: the viewBox uses it too.
+  function chartWidth(state) {
+    var box = state.charts, style = getComputedStyle(box);
+    state.chartWidth = box.clientWidth;
+    var inner = box.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    return Math.max(240, Math.floor(inner) || 640);
+  }
+
+  function drawTimings(state) {
+    var fig = state.timingFigure;
+    var items = state.timingData.map(function (t, i) { return { name: String(t.name), seconds: +t.seconds || 0, start: t.start, i: i }; });
+    fig.hidden = !items.length;
+    state.ratio.textContent = "";
+    if (!items.length) return;
+    // In the order they started (main first), as they happened.
+    items.sort(function (a, b) {
+      var sa = typeof a.start === "number" ? a.start : Infinity, sb = typeof b.start === "number" ? b.start : Infinity;
+      return sa - sb || a.i - b.i;
+    });
+    var ratio = speedup(items);
+    state.ratio.textContent = ratio ? ratio.charAt(0).toUpperCase() + ratio.slice(1) + "." : "";
+    var width = chartWidth(state);
+    var label = "Bar chart of the timings: " + items.map(function (t) { return t.name + " " + seconds(t.seconds); }).join(", ") +
+      (ratio ? "; " + ratio : "");
+    var node = newSvg(fig, "workshop-run__bars", label);
+    var max = Math.max.apply(null, items.map(function (t) { return t.seconds; })) || 1;
+    // Wide: names in a column left of the bars. Narrow: each name above its bar.
+    var names = items.map(function (t) { return svg("text", { class: "workshop-run__svg-label" }, t.name, node); });
+    var values = items.map(function (t) { return svg("text", { class: "workshop-run__svg-value" }, seconds(t.seconds), node); });
+    var column = width >= 560 ? Math.min(width * 0.4, Math.max.apply(null, names.map(textWidth)) + 12) : 0;
+    var room = Math.max.apply(null, values.map(textWidth)) + 8;
+    var row = column ? 24 : 36, y = 4;
+    items.forEach(function (t, i) {
+      var barY = column ? y + 3 : y + 17, barH = column ? 16 : 14;
+      var length = Math.max(2, (width - column - room) * t.seconds / max);
+      if (column) fit(names[i], column - 12);
+      else fit(names[i], width);
+      names[i].setAttribute("x", 0);
+      names[i].setAttribute("y", column ? barY + barH - 3 : y + 12);
+      svg("rect", { class: "workshop-run__bar-fill workshop-run__kind--" + kind(t.name), x: column, y: barY,
+        width: length, height: barH, rx: 2 }, null, node);
+      values[i].setAttribute("x", column + length + 5);
+      values[i].setAttribute("y", barY + barH - 3);
+      y += row;
+    });
+    finishSvg(node, width, y);
+  }
+
+  // Rows for the phase brackets: a phase goes on the first row where it overlaps
+  // nothing, so main sits above the functions it calls.
+  function phaseRows(phases) {
+    var rows = [];
+    phases.slice().sort(function (a, b) { return a.start - b.start || (b.end - b.start) - (a.end - a.start); })
+      .forEach(function (p) {
+        for (var r = 0; ; r++) {
+          rows[r] = rows[r] || [];
+          if (!rows[r].some(function (o) { return p.start < o.end && o.start < p.end; })) { rows[r].push(p); p.row = r; return; }
+        }
+      });
+    return rows.length;
+  }
+
+  function niceStep(raw) {
+    var mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    return [1, 2, 5, 10].map(function (m) { return m * mag; }).filter(function (s) { return s >= raw * 0.999; })[0];
+  }
+
+  function drawTimeline(state) {
+    var fig = state.timelineFigure, q = state.queries;
+    fig.hidden = !q;
+    if (!q) return;
+    var all = q.connections || [];
+    var lanes = all.slice(0, 64);
+    var phases = (q.phases || []).filter(function (p) { return p.end >= p.start; })
+      .map(function (p) { return Object.assign({}, p); });
+    var leaves = phases.filter(function (p) {
+      return !phases.some(function (o) { return o !== p && o.start >= p.start && o.end <= p.end && (o.end - o.start) < (p.end - p.start); });
+    });
+    var errorNames = {};
+    (q.sample || []).forEach(function (s) { if (s.error) errorNames[s.connection + "@" + s.start] = s.error; });
+    var kinds = Object.keys((q.sample || []).reduce(function (seen, s) { if (s.error) seen[s.error] = 1; return seen; }, {}));
+
+    // The text summary (shown, and the image's label).
+    var parts = [count(all.length, "connection") + ", " + count(q.count || 0, "query", "queries") +
+      (q.errors ? ", " + q.errors.toLocaleString("en") + " failed" + (kinds.length ? " (" + kinds.join(", ") + ")" : "") : "") +
+      (q.latency_ms ? "; latency p50 " + ms(q.latency_ms.p50) + ", p95 " + ms(q.latency_ms.p95) : "")];
+    if (q.max_concurrency > all.length) {
+      parts.push(q.max_concurrency + " queries at once on " + count(all.length, "connection") + ": they clash");
+    }
+    leaves.forEach(function (p) {
+      parts.push(p.name + ": " + (p.queries ? count(p.queries, "query", "queries") + " on " +
+        count(p.connections, "connection") + ", " + (p.max_concurrency > 1 ? "up to " + p.max_concurrency + " at once" : "one at a time")
+        : "no queries"));
+    });
+    if (lanes.length < all.length) parts.push("the first " + lanes.length + " connections are drawn");
+    if (q.dropped) parts.push("only the first " + (q.count - q.dropped).toLocaleString("en") + " queries were recorded");
+    state.summary.textContent = parts.join(". ") + ".";
+    state.legend.replaceChildren(legendItem("busy", "running a query"));
+    if (q.errors) state.legend.append(legendItem("error", "a query failed"));
+    if (phases.length) state.legend.append(legendItem("phase", "@async_timed"));
+
+    var width = chartWidth(state);
+    var node = newSvg(fig, "workshop-run__timeline",
+      "Timeline of the database connections, one lane each: " + state.summary.textContent);
+    var end = Math.max.apply(null, [q.span ? q.span[1] : 0].concat(phases.map(function (p) { return p.end; }))) || 1;
+    var laneLabels = lanes.map(function (c, i) { return svg("text", { class: "workshop-run__svg-label" }, "conn " + (i + 1), node); });
+    var left = Math.max.apply(null, laneLabels.map(textWidth).concat([30])) + 8, right = 14;
+    var x = function (t) { return left + Math.max(0, Math.min(1, t / end)) * (width - left - right); };
+
+    // Phase brackets, one row each, labels cut to their width.
+    var rowH = 18, top = phaseRows(phases) * rowH + (phases.length ? 4 : 0);
+    var errorSpace = q.errors ? (q.errors <= 3 ? 16 : 8) : 0;
+    var laneH = lanes.length <= 8 ? 16 : Math.max(4, Math.floor(160 / lanes.length));
+    var gap = Math.max(errorSpace, lanes.length <= 8 ? 8 : 2);
+    var lanesTop = top + gap, lanesBottom = lanesTop + lanes.length * (laneH + gap) - gap;
+    var bands = svg("g", {}, null, node);
+    leaves.forEach(function (p) {
+      svg("rect", { class: "workshop-run__band workshop-run__kind--" + kind(p.name), x: x(p.start), y: top,
+        width: Math.max(1, x(p.end) - x(p.start)), height: lanesBottom - top + 4 }, null, bands);
+    });
+    phases.forEach(function (p) {
+      var y = p.row * rowH + rowH, x0 = x(p.start), x1 = Math.max(x0 + 1, x(p.end));
+      svg("path", { class: "workshop-run__bracket workshop-run__kind--" + kind(p.name),
+        d: "M" + x0 + " " + (y + 3) + "V" + (y - 2) + "H" + x1 + "V" + (y + 3) }, null, node);
+      // The name and its duration if they fit, else the name, cut if need be.
+      var text = svg("text", { class: "workshop-run__svg-label", x: x0 + 3, y: y - 5 }, p.name + " " + seconds(p.end - p.start), node);
+      if (textWidth(text) > x1 - x0 - 6) text.textContent = p.name;
+      fit(text, x1 - x0 - 6);
+    });
+
+    // Lanes: a faint track, the busy intervals, the failed queries as pins.
+    var few = q.errors <= 3;
+    lanes.forEach(function (c, i) {
+      var y = lanesTop + i * (laneH + gap);
+      var step = Math.ceil(13 / (laneH + gap));
+      laneLabels[i].setAttribute("x", left - 8);
+      laneLabels[i].setAttribute("y", y + laneH / 2 + 4);
+      laneLabels[i].setAttribute("text-anchor", "end");
+      if (i % step) laneLabels[i].textContent = "";
+      var lane = svg("g", { class: "workshop-run__lane", "data-connection": c.id }, null, node);
+      svg("rect", { class: "workshop-run__track", x: left, y: y, width: width - left - right, height: laneH }, null, lane);
+      (c.intervals || []).forEach(function (iv) {
+        svg("rect", { class: "workshop-run__busy", x: x(iv[0]), y: y, width: Math.max(1, x(iv[1]) - x(iv[0])), height: laneH }, null, lane);
+      });
+      (c.errors_at || []).forEach(function (t) {
+        var px = x(t);
+        svg("path", { class: "workshop-run__error-mark", d: "M" + px + " " + (y + laneH + 1) + "V" + (y - 2) +
+          "M" + (px - 4.5) + " " + (y - 8) + "h9l-4.5 7z" }, null, lane);
+        if (!few) return;
+        var name = svg("text", { class: "workshop-run__svg-error", x: px + 7, y: y - 3 }, errorNames[c.id + "@" + t] || "error", lane);
+        if (px + 7 + textWidth(name) > width) { name.setAttribute("x", px - 7); name.setAttribute("text-anchor", "end"); }
+      });
+    });
+
+    // Time axis: seconds since the code was handed over (ms for short runs).
+    var axisY = lanesBottom + 8, inMs = end < 1;
+    svg("path", { class: "workshop-run__axis", d: "M" + left + " " + axisY + "H" + (width - right) }, null, node);
+    var tick = niceStep(end / Math.max(2, Math.floor((width - left - right) / 50)));
+    for (var k = 0; k * tick <= end * 1.0001; k++) {
+      var t = k * tick, v = inMs ? t * 1000 : t, s = inMs ? tick * 1000 : tick;
+      svg("path", { class: "workshop-run__axis", d: "M" + x(t) + " " + axisY + "v4" }, null, node);
+      var tickText = svg("text", { class: "workshop-run__svg-tick", x: x(t), y: axisY + 16, "text-anchor": "middle" },
+        k ? v.toFixed(Math.max(0, Math.ceil(-Math.log10(s) - 1e-9))) + (inMs ? " ms" : " s") : "0", node);
+      if (x(t) + textWidth(tickText) / 2 > width) tickText.setAttribute("text-anchor", "end");
+    }
+    svg("text", { class: "workshop-run__svg-tick", x: width - right, y: axisY + 32, "text-anchor": "end" },
+      "time since the code was handed over", node);
+    finishSvg(node, width, axisY + 36);
+  }
+
+  function legendItem(cls, text) {
+    var item = el("span", { class: "workshop-run__key" });
+    item.append(el("span", { class: "workshop-run__swatch workshop-run__swatch--" + cls }), text);
+    return item;
   }
 
   /* ---------------------------------------------------------------- wiring */
