@@ -1,0 +1,86 @@
+"""The runner configurations, each measured in its own `python -m runner serve`, one at a time.
+
+They share one cache directory (the cluster and the template are built once) and
+so never overlap: each runner is stopped (SIGTERM, wait) before the next starts.
+Only the fidelity configuration runs two servers at once, and those are two
+different clusters: the runner's and the learners' database in its own cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from .fidelity import Comparison, LearnerDatabase, direct, through_runner
+from .latency import sequential
+from .plan import HI, POOL, Plan, Results
+from .report import secs
+from .server import RunnerProcess
+from .startup import measure_starts
+from .throughput import sustain
+
+
+def progress(text: str) -> None:
+    print(f"  .. {text}", flush=True)
+
+
+def measure_cold(plan: Plan, cache_dir: Path, results: Results) -> None:
+    progress("cold path: runner with WORKSHOP_POOL_SIZE=0")
+    with RunnerProcess(cache_dir, 0) as runner:
+        started = runner.start()
+        health = runner.health()
+        runs = health["runs"]
+        isolation = health["isolation"]
+        results.admission = f"max concurrent runs {runs['max_concurrent']}, max queue {runs['max_queue']}"
+        print(
+            f"  first start (cache possibly cold) {secs(started)}; runner settings in force: {results.admission}, "
+            f"sandbox {isolation['launcher']} (missing layers: {', '.join(isolation['missing']) or 'none'})",
+            flush=True,
+        )
+        with httpx.Client(base_url=runner.url, timeout=60.0) as client:
+            for name, body in (("hi", HI), ("pool", POOL)):
+                results.latency[name, "cold"] = sequential(
+                    client, body, label=name, count=plan.runs, warmup=plan.warmup
+                )
+
+
+def measure_warm(plan: Plan, cache_dir: Path, results: Results) -> None:
+    size = results.warm_size
+    progress(f"warm pool: runner with WORKSHOP_POOL_SIZE={size}")
+    with RunnerProcess(cache_dir, size) as runner:
+        runner.start()
+        with httpx.Client(base_url=runner.url, timeout=120.0) as client:
+
+            def refill() -> float:
+                return runner.wait_until_full(client, timeout=30.0)
+
+            for name, body in (("hi", HI), ("pool", POOL)):
+                results.latency[name, "warm"] = sequential(
+                    client, body, label=name, count=plan.runs, warmup=plan.warmup, before_each=refill
+                )
+            progress(f"throughput: {plan.clients} clients for {plan.throughput_seconds:g} s")
+            refill()
+            results.throughput = sustain(runner.url, POOL, clients=plan.clients, seconds=plan.throughput_seconds)
+
+
+def measure_fidelity(plan: Plan, cache_dir: Path, learner_cache: Path, results: Results) -> None:
+    """A warm runner and the learners' database side by side (two clusters), runs interleaved."""
+    progress(f"fidelity: warm runner and learners' database, {plan.fidelity_repetitions} interleaved run(s) each")
+    results.via_runner, results.via_direct = Comparison(), Comparison()
+    with RunnerProcess(cache_dir, results.warm_size) as runner, LearnerDatabase(learner_cache) as database:
+        runner.start()
+        database.start()
+        with httpx.Client(base_url=runner.url, timeout=120.0) as client:
+
+            def refill() -> float:
+                return runner.wait_until_full(client, timeout=30.0)
+
+            for _ in range(plan.fidelity_repetitions):
+                results.via_runner.extend(through_runner(client, 1, refill))
+                results.via_direct.extend(direct(database.port, 1))
+
+
+def measure_startup(plan: Plan, cache_dir: Path, results: Results) -> None:
+    progress(f"start to ready: 1 priming start, then {plan.starts} measured")
+    results.startup = measure_starts(cache_dir, results.warm_size, plan.starts)

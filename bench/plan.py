@@ -1,0 +1,63 @@
+"""What one benchmark run measures (the plan: full or quick) and what it collects (the results).
+
+The plan fixes every iteration count and duration in one place, so the full run
+stays under the time budget and `--quick` exercises the same code paths, shorter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from runner.settings import Settings
+
+from .fidelity import Comparison
+from .latency import LatencySample
+from .runs import HI_CODE, POOL_SNIPPET, run_body
+from .startup import StartupSample
+from .throughput import ThroughputSample
+
+WARM_POOL_SIZE = 2
+"""Used for the warm configuration when the runner's own default is 0 (no pool)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    runs: int
+    warmup: int
+    throughput_seconds: float
+    clients: int
+    fidelity_repetitions: int
+    starts: int
+
+
+FULL = Plan(runs=50, warmup=3, throughput_seconds=30.0, clients=8, fidelity_repetitions=3, starts=3)
+QUICK = Plan(runs=5, warmup=1, throughput_seconds=5.0, clients=8, fidelity_repetitions=1, starts=1)
+
+HI = run_body(POOL_SNIPPET, HI_CODE)
+POOL = run_body(POOL_SNIPPET)
+
+
+@dataclass
+class Results:
+    warm_size: int = WARM_POOL_SIZE
+    latency: dict[tuple[str, str], LatencySample] = dataclasses.field(default_factory=dict)
+    throughput: ThroughputSample | None = None
+    via_runner: Comparison | None = None
+    via_direct: Comparison | None = None
+    startup: StartupSample | None = None
+    admission: str = "unknown"
+    """The runner's queue/concurrency settings as its health endpoint reports them."""
+    failures: list[str] = dataclasses.field(default_factory=list)
+
+    def run_errors(self) -> int:
+        """Runs that did not end "ok" (429s excluded), across every section."""
+        errors = sum(sample.errors for sample in self.latency.values())
+        errors += self.throughput.errors if self.throughput else 0
+        errors += sum(len(c.errors) for c in (self.via_runner, self.via_direct) if c)
+        return errors
+
+
+def default_pool_size() -> int:
+    """The runner's own default WORKSHOP_POOL_SIZE (read from its settings, not assumed)."""
+    return Settings.from_env({}).pool_size

@@ -1,0 +1,176 @@
+"""The printed sections: each benchmark's figures beside its reference figures, then the targets."""
+
+from __future__ import annotations
+
+import math
+
+from . import report
+from .plan import Plan, Results, default_pool_size
+from .report import Target, at_least, at_most, ms, num, secs
+from .stats import median, ratio
+
+
+def print_latency(plan: Plan, results: Results) -> None:
+    report.heading(
+        report.SEQUENTIAL,
+        f"({plan.runs} runs each after {plan.warmup} warm-up, one keep-alive httpx client, loopback)",
+    )
+    rows = [["", "client p50", "client p95", "server queue", "setup", "run", "total", "errors"]]
+    labels = {"hi": 'print("hi") (edited 03_pool)', "pool": "03_pool (published)"}
+    modes = {"warm": f"warm pool {results.warm_size}", "cold": "cold, pool 0"}
+    for name in ("hi", "pool"):
+        for mode in ("warm", "cold"):
+            sample = results.latency.get((name, mode))
+            if sample is None:
+                continue
+            rows.append(
+                [
+                    f"{labels[name]}, {modes[mode]}",
+                    ms(sample.p50),
+                    ms(sample.p95),
+                    ms(sample.server_median("queue")),
+                    ms(sample.server_median("setup")),
+                    ms(sample.server_median("run")),
+                    ms(sample.server_median("total")),
+                    str(sample.errors),
+                ]
+            )
+    report.table(rows)
+    print("  server columns are medians of the summaries' duration {queue, setup, run, total}")
+    for name in ("hi", "pool"):
+        warm, cold = results.latency.get((name, "warm")), results.latency.get((name, "cold"))
+        if warm and cold:
+            waits = sorted(warm.refill_waits)
+            print(
+                f"  warm/cold p50, {labels[name]}: {num(ratio(warm.p50, cold.p50))}"
+                f"   (untimed wait for the refill before each warm run: median {ms(waits[len(waits) // 2])})"
+            )
+        for sample in (warm, cold):
+            if sample and sample.errors:
+                print(f"  first error of {labels[name]}: {sample.first_error()}")
+    print(f"  default WORKSHOP_POOL_SIZE={default_pool_size()} (the runner's); the warm rows use {results.warm_size}")
+    print(f"  {report.PEERS}")
+    print(f"  {report.MACHINE}", flush=True)
+
+
+def print_throughput(plan: Plan, results: Results) -> None:
+    report.heading(
+        report.THROUGHPUT,
+        f"({plan.clients} closed-loop clients, {plan.throughput_seconds:g} s, 03_pool published, "
+        f"warm pool {results.warm_size})",
+    )
+    sample = results.throughput
+    if sample is None:
+        print("  not measured")
+        return
+    report.table(
+        [
+            ["runs/s", "completed", "429 busy", "errors", "client p50", "client p95", "queue", "setup", "run"],
+            [
+                num(sample.runs_per_second),
+                str(sample.completed),
+                str(sample.busy),
+                str(sample.errors),
+                ms(sample.p50),
+                ms(sample.p95),
+                ms(sample.server_median("queue")),
+                ms(sample.server_median("setup")),
+                ms(sample.server_median("run")),
+            ],
+        ]
+    )
+    print(f"  runner defaults in force: {results.admission}; a 429 is counted apart from errors")
+    print(f"  elapsed {secs(sample.elapsed)} (requests stop at the deadline; those in flight finish and count)")
+    print("  queue/setup/run are server medians; setup > 0 means the pool ran dry and runs prepared their own")
+    if sample.errors:
+        print(f"  first error: {sample.first_error()}")
+    print(f"  {report.PEERS}", flush=True)
+
+
+def print_fidelity(plan: Plan, results: Results) -> None:
+    report.heading(
+        report.FIDELITY,
+        f"(chapter_05/04_pool_vs_sequential, 10,000 queries, pool of 6; median of {plan.fidelity_repetitions})",
+    )
+    rows = [["", "sequential", "concurrent", "seq/conc", "per repetition", "errors"]]
+    for label, comparison in (
+        ("through the runner (sandbox, unix socket)", results.via_runner),
+        ("direct vs `runner db` (TCP 127.0.0.1)", results.via_direct),
+    ):
+        if comparison is None:
+            rows.append([label, "n/a", "n/a", "n/a", "", "not measured"])
+            continue
+        rows.append(
+            [
+                label,
+                secs(median(comparison.sequential)),
+                secs(median(comparison.concurrent)),
+                f"{num(comparison.median_ratio)}x",
+                " ".join(num(r) for r in comparison.ratios),
+                str(len(comparison.errors)),
+            ]
+        )
+    rows.append(["book", "21.80 s", "4.80 s", "4.54x", "", ""])
+    report.table(rows)
+    print(f"  difference of the median ratios, runner vs direct: {_percent(fidelity_difference(results))}")
+    if results.via_runner and results.via_direct:
+        fastest = 100 * (ratio(results.via_runner.fastest_ratio, results.via_direct.fastest_ratio) - 1)
+        print(
+            f"  ratio of the fastest halves (steadier under load): runner {num(results.via_runner.fastest_ratio)}x, "
+            f"direct {num(results.via_direct.fastest_ratio)}x, difference {_percent(fastest)}"
+        )
+    for comparison in (results.via_runner, results.via_direct):
+        if comparison and comparison.errors:
+            print(f"  first error: {comparison.errors[0]}")
+    print(f"  {report.BOOK}", flush=True)
+
+
+def print_startup(results: Results) -> None:
+    sample = results.startup
+    report.heading(
+        report.STARTUP,
+        f"(spawn of `python -m runner serve` to /api/health 200 with pool ready == {results.warm_size}, cache warm)",
+    )
+    if sample is None:
+        print("  not measured")
+        return
+    print(f"  priming start {secs(sample.priming)} (unmeasured)")
+    print(f"  measured starts: {', '.join(secs(s) for s in sample.starts)}; median {secs(sample.median)}")
+    print(f"  shutdown after SIGTERM: {', '.join(secs(s) for s in sample.stops)}", flush=True)
+
+
+def fidelity_difference(results: Results) -> float:
+    """Percent by which the runner's ratio differs from the direct one."""
+    if results.via_runner is None or results.via_direct is None:
+        return float("nan")
+    return 100 * (ratio(results.via_runner.median_ratio, results.via_direct.median_ratio) - 1)
+
+
+def targets(results: Results) -> list[Target]:
+    hi_warm, hi_cold = results.latency.get(("hi", "warm")), results.latency.get(("hi", "cold"))
+    nan = float("nan")
+    warm_p50 = hi_warm.p50 if hi_warm else nan
+    warm_p95 = hi_warm.p95 if hi_warm else nan
+    warm_cold = ratio(warm_p50, hi_cold.p50) if hi_cold else nan
+    tp = results.throughput
+    rate = tp.runs_per_second if tp else nan
+    difference = fidelity_difference(results)
+    start = results.startup.worst if results.startup and results.startup.starts else nan
+    tp_met = at_least(rate, 6.0)
+    return [
+        Target('print("hi") warm p50', "<= 20 ms", ms(warm_p50), at_most(warm_p50, 0.020)),
+        Target('print("hi") warm p95', "<= 60 ms", ms(warm_p95), at_most(warm_p95, 0.060)),
+        Target('print("hi") warm/cold p50', "<= 0.15", num(warm_cold), at_most(warm_cold, 0.15)),
+        Target(
+            "throughput, 8 clients",
+            ">= 6 runs/s, 0 errors",
+            f"{num(rate)} runs/s, {tp.errors if tp else 'n/a'} errors",
+            None if tp_met is None or tp is None else tp_met and tp.errors == 0,
+        ),
+        Target("fidelity seq/conc ratio", "within 10%", _percent(difference), at_most(abs(difference), 10.0)),
+        Target("start to ready (worst of starts)", "<= 3 s", secs(start), at_most(start, 3.0)),
+    ]
+
+
+def _percent(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:+.1f}%"

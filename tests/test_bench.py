@@ -1,0 +1,30 @@
+"""`python -m bench --quick` runs end to end: behaviour only, never speed (figures vary by machine)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from bench.report import HEADINGS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCH_TEST_CACHE = Path(tempfile.gettempdir()) / "workshop-bench-test-cache"
+"""Its own cache (kept between sessions), so the test never waits on a real `make bench`."""
+
+
+@pytest.mark.timeout(600)
+def test_quick_bench_runs_every_section() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--cache-dir", str(BENCH_TEST_CACHE)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+    for heading in HEADINGS:
+        assert heading in completed.stdout, completed.stdout
