@@ -12,6 +12,7 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 
@@ -42,16 +43,22 @@ def run_prefix(instance: str) -> str:
 
 
 class DatabaseFactory:
-    def __init__(self, admin: ServerAddress, template: str, instance: str) -> None:
+    def __init__(self, admin: ServerAddress, template: str, instance: str, tablespace: str | None = None) -> None:
         self.admin = admin
         self.template = template
         self.prefix = run_prefix(instance)
+        self.tablespace = tablespace
         self._pool: asyncpg.Pool | None = None
+        self._role_options = ""
         self.undropped: set[str] = set()
         """Runs whose drop failed (Postgres went away mid-drop); retried by `retry_drops`."""
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(**self.admin.connect_kwargs(), min_size=1, max_size=4)
+        async with self._pool.acquire() as conn:
+            if conn.get_server_version().major >= 16:
+                # one SCRAM iteration: the password is a random one-off token, and every connect pays for it
+                self._role_options = "SET scram_iterations = 1;"
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -79,10 +86,12 @@ class DatabaseFactory:
         defaults = "".join(f"ALTER ROLE {name} SET {key} = '{value}';" for key, value in ROLE_DEFAULTS.items())
         try:
             await self._execute(
-                f"CREATE ROLE {name} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                self._role_options
+                + f"CREATE ROLE {name} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
                 f"NOBYPASSRLS CONNECTION LIMIT {ROLE_CONNECTION_LIMIT} IN ROLE {SANDBOX_OWNER};" + defaults
             )
-            await self._execute(f'CREATE DATABASE {name} TEMPLATE "{self.template}"')
+            where = f" TABLESPACE {self.tablespace} STRATEGY FILE_COPY" if self.tablespace else ""
+            await self._execute(f'CREATE DATABASE {name} TEMPLATE "{self.template}"{where}')
             await self._execute(
                 f"REVOKE ALL ON DATABASE {name} FROM PUBLIC;GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name};"
             )
@@ -125,6 +134,25 @@ class DatabaseFactory:
                 self.prefix,
             )
         return sorted(r["name"] for r in rows)
+
+    async def ensure_tablespace(self, name: str, location: Path) -> None:
+        """A tablespace at `location` (tmpfs: cloning there is ~15x faster than on disk) for run databases.
+
+        A tmpfs is empty after a reboot: a tablespace whose folder lost its contents is dropped and made
+        again (its databases were orphans, dropped before this is called).
+        """
+        assert self._pool is not None
+        async with self._pool.acquire() as conn:
+            current = await conn.fetchval(
+                "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = $1", name
+            )
+            if current == str(location) and any(location.glob("PG_*")):
+                self.tablespace = name
+                return
+            if current is not None:
+                await conn.execute(f"DROP TABLESPACE {name}")
+            await conn.execute(f"CREATE TABLESPACE {name} LOCATION '{location}'")
+        self.tablespace = name
 
     async def drop_orphans(self) -> int:
         """Remove what a runner killed mid-run left behind; called at start-up."""

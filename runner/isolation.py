@@ -21,6 +21,7 @@ from .settings import CODE_DIR, REPO_ROOT
 
 log = logging.getLogger("runner.isolation")
 
+GATE_FD_ENV = "WORKSHOP_GATE_FD"
 CHILD_ARGV = [sys.executable, "-I", "-u", "-X", "frozen_modules=on", "-m", "runner.child"]
 
 
@@ -101,6 +102,7 @@ SANDBOX_UID = 65534
 """`nobody`: the unprivileged uid sandboxes run as when the runner is root."""
 
 TMP_SIZE = 64 * 1024 * 1024
+SHM_SIZE = 8 * 1024 * 1024
 
 
 class BubblewrapLauncher:
@@ -108,7 +110,8 @@ class BubblewrapLauncher:
 
     Only what Python needs is bound in (the system's /usr and /etc, the Python
     installation, the virtualenv, the runner's child program and the lesson's
-    code/), all read-only; the Postgres socket directory is the one way out.
+    code/), all read-only. No PostgreSQL socket either: connections come through
+    the runner's gate (`runner/gate.py`), the one way out.
     """
 
     name = "bubblewrap"
@@ -121,19 +124,15 @@ class BubblewrapLauncher:
         "read-only-system",
         "private-tmp",
         "unprivileged-uid",
+        "postgres-gate",
         "session",
         "rlimits",
         "scrubbed-env",
     )
     missing: tuple[str, ...] = ()
 
-    def __init__(self, socket_dir: Path | None, *, share_net: bool = False, bwrap: str = "bwrap") -> None:
+    def __init__(self, bwrap: str = "bwrap") -> None:
         self.bwrap = shutil.which(bwrap) or bwrap
-        self.socket_dir = socket_dir
-        self.share_net = share_net
-        if share_net:  # a server reached over TCP: the sandbox keeps the host's network
-            self.layers = tuple(layer for layer in self.layers if layer != "net-namespace")
-            self.missing = ("net-namespace",)
 
     def plan(self, events_fd: int) -> LaunchPlan:
         return LaunchPlan(
@@ -145,7 +144,6 @@ class BubblewrapLauncher:
             self.bwrap,
             "--unshare-all",
             "--unshare-user",
-            *(["--share-net"] if self.share_net else []),
             "--die-with-parent",
             "--new-session",
             "--hostname",
@@ -175,8 +173,9 @@ class BubblewrapLauncher:
                 argv += ["--ro-bind", top, top]
         for path in self.readable_paths():
             argv += ["--ro-bind", str(path), str(path)]
-        if self.socket_dir is not None:
-            argv += ["--bind", str(self.socket_dir), str(self.socket_dir)]
+        # bwrap's own root and /dev are writable tmpfs without a size: make them read-only, and give
+        # /dev/shm a small size, so memory-backed files cannot grow beyond the limits
+        argv += ["--size", str(SHM_SIZE), "--tmpfs", "/dev/shm", "--remount-ro", "/dev", "--remount-ro", "/"]
         return argv
 
     @staticmethod
@@ -196,7 +195,7 @@ class BubblewrapLauncher:
         """As root, let `nobody` reach the bound folders (search permission on parents only)."""
         if os.geteuid() != 0:
             return
-        for path in [*self.readable_paths(), *([self.socket_dir] if self.socket_dir else [])]:
+        for path in self.readable_paths():
             for folder in [path, *path.parents]:
                 mode = folder.stat().st_mode
                 if not mode & 0o001:
@@ -225,10 +224,10 @@ class BubblewrapLauncher:
         return None
 
 
-def choose_launcher(socket_dir: Path | None, *, share_net: bool = False, want_bubblewrap: bool = True) -> Launcher:
+def choose_launcher(*, want_bubblewrap: bool = True) -> Launcher:
     """Bubblewrap when it works here, otherwise the plain launcher (and say why in the log)."""
     if want_bubblewrap:
-        launcher = BubblewrapLauncher(socket_dir, share_net=share_net)
+        launcher = BubblewrapLauncher()
         problem = launcher.probe()
         if problem is None:
             return launcher

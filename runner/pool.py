@@ -16,6 +16,9 @@ from .sandbox import Sandbox
 
 log = logging.getLogger("runner.pool")
 
+RELEASE_DELAY = 0.05
+"""Seconds between a run's end and the clean-up and refill it triggers (2 cores: don't compete)."""
+
 
 class SandboxPool:
     def __init__(
@@ -45,17 +48,35 @@ class SandboxPool:
 
     async def take(self) -> Sandbox:
         """A ready sandbox if there is one, otherwise a freshly prepared one."""
-        sandbox = self._ready.pop(0) if self._ready else None
-        self._refill()
-        if sandbox is None:
-            sandbox = await Sandbox.prepare(self.factory, self.launcher)
+        if self._ready:
+            sandbox = self._ready.pop(0)  # the refill waits for release(): it would compete with this run
+        else:
+            self._refill()
+            sandbox = await self._prepare_for_caller()
         self.busy += 1
         return sandbox
 
+    async def _prepare_for_caller(self) -> Sandbox:
+        """Prepare a sandbox; if the caller goes away meanwhile, the sandbox is destroyed, not leaked."""
+        preparing = asyncio.ensure_future(Sandbox.prepare(self.factory, self.launcher))
+        try:
+            return await asyncio.shield(preparing)
+        except asyncio.CancelledError:
+            preparing.add_done_callback(self._destroy_unclaimed)
+            raise
+
+    def _destroy_unclaimed(self, preparing: asyncio.Future[Sandbox]) -> None:
+        if not preparing.cancelled() and preparing.exception() is None:
+            self._spawn(self._destroy(preparing.result()))
+
     def release(self, sandbox: Sandbox) -> None:
-        """Destroy a used sandbox in the background; it is never reused."""
+        """Destroy a used sandbox and refill, a moment later: the run's answer goes out first."""
         self.busy -= 1
+        asyncio.get_running_loop().call_later(RELEASE_DELAY, self._after_release, sandbox)
+
+    def _after_release(self, sandbox: Sandbox) -> None:
         self._spawn(self._destroy(sandbox))
+        self._refill()
 
     def fill(self) -> None:
         self._refill()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import logging
 import os
 import pwd
@@ -194,6 +195,19 @@ class EmbeddedCluster:
         await self._spawn(_service_user())
         return True
 
+    def prepare_clone_dir(self, base: Path) -> Path:
+        """An empty folder under `base` (a tmpfs) for the run databases' tablespace, owned by postgres."""
+        digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:10]
+        location = base / f"workshop-pg-{digest}"
+        if not location.is_dir() or not any(location.glob("PG_*")):
+            shutil.rmtree(location, ignore_errors=True)
+            location.mkdir(mode=0o700, parents=True)
+            service_user = _service_user()
+            if service_user:
+                entry = pwd.getpwnam(service_user)
+                os.chown(location, entry.pw_uid, entry.pw_gid)
+        return location
+
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
@@ -302,6 +316,8 @@ class EmbeddedCluster:
             "max_connections": "300",
             "password_encryption": "scram-sha-256",
             "jit": "off",
+            # a handshake left unfinished holds a server slot: let it go quickly (see runner/gate.py)
+            "authentication_timeout": "2s",
             "log_min_messages": "warning",
             "log_line_prefix": "%m [%p] %q%u@%d ",
         }

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 from pathlib import Path
+
+import asyncpg
 
 from .databases import DatabaseFactory
 from .isolation import Launcher, PlainLauncher, choose_launcher
@@ -22,6 +25,23 @@ from .snippets import Snippet, load_catalogue
 from .template import ensure_template
 
 log = logging.getLogger("runner")
+
+
+RUN_TABLESPACE = "workshop_runs"
+
+
+def fast_clone_base(setting: str) -> Path | None:
+    """The folder for run databases: a tmpfs such as /dev/shm when it has room, unless turned off."""
+    if setting in {"", "off"}:
+        return None
+    if setting != "auto":
+        return Path(setting)
+    shm = Path("/dev/shm")
+    try:
+        usage = shutil.disk_usage(shm)
+    except OSError:
+        return None
+    return shm if usage.free >= 1 << 30 else None
 
 
 def make_server(settings: Settings) -> PostgresServer:
@@ -71,6 +91,7 @@ class Runtime:
         self.factory = DatabaseFactory(self.server.admin, self.template, self.settings.instance)
         await self.factory.open()
         await self.factory.drop_orphans()
+        await self._use_fast_clone_dir()
         self.pool = SandboxPool(
             self.factory, self.launcher, size=self.settings.pool_size, refill_concurrency=self.settings.pool_refill
         )
@@ -78,16 +99,23 @@ class Runtime:
         self.service = RunService(self.settings, self.pool)
         self._watchdog = asyncio.create_task(self._watch())
 
+    async def _use_fast_clone_dir(self) -> None:
+        base = fast_clone_base(self.settings.clone_dir)
+        if base is None or not isinstance(self.server, EmbeddedCluster) or self.factory is None:
+            return
+        try:
+            location = self.server.prepare_clone_dir(base)
+            await self.factory.ensure_tablespace(RUN_TABLESPACE, location)
+        except (OSError, asyncpg.PostgresError) as error:
+            log.warning("run databases stay beside the template (no tablespace in %s): %s", base, error)
+            return
+        log.info("run databases are cloned into %s", location)
+
     def _choose_launcher(self) -> Launcher:
-        admin = self.server.admin
         mode = self.settings.sandbox
         if mode not in {"auto", "bubblewrap", "plain"}:
             raise SystemExit(f"WORKSHOP_SANDBOX must be auto, bubblewrap or plain, not {mode!r}")
-        launcher = choose_launcher(
-            Path(admin.host) if admin.is_unix_socket else None,
-            share_net=not admin.is_unix_socket,
-            want_bubblewrap=mode != "plain",
-        )
+        launcher = choose_launcher(want_bubblewrap=mode != "plain")
         if mode == "bubblewrap" and launcher.name != "bubblewrap":
             raise SystemExit("WORKSHOP_SANDBOX=bubblewrap but bubblewrap does not work here (see the log)")
         if self.settings.public and launcher.missing and not self.settings.allow_weak_isolation:

@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ import psutil
 from . import events
 from .databases import DatabaseFactory, RunDatabase
 from .events import Event, Status
-from .isolation import Launcher, LaunchPlan, Limits
+from .gate import GATE_HOST, serve_gate
+from .isolation import GATE_FD_ENV, Launcher, LaunchPlan, Limits
+from .postgres import ServerAddress
 
 log = logging.getLogger("runner.sandbox")
 
@@ -62,8 +65,10 @@ class Sandbox:
         events_reader: asyncio.StreamReader,
         plan: LaunchPlan,
         factory: DatabaseFactory,
+        gate: asyncio.Task[None],
     ) -> None:
         self.id = secrets.token_hex(4)
+        self._gate = gate
         self.database = database
         self.process = process
         self._events = events_reader
@@ -76,7 +81,7 @@ class Sandbox:
     @classmethod
     async def prepare(cls, factory: DatabaseFactory, launcher: Launcher) -> Sandbox:
         """Clone the database and warm the child up at the same time."""
-        started = await asyncio.gather(factory.create(), _start_child(launcher), return_exceptions=True)
+        started = await asyncio.gather(factory.create(), _start_child(launcher, factory.admin), return_exceptions=True)
         database, child = started
         if isinstance(database, BaseException) or isinstance(child, BaseException):
             if not isinstance(database, BaseException):
@@ -84,12 +89,13 @@ class Sandbox:
             if not isinstance(child, BaseException):
                 _kill_tree(child[0])
                 child[2].cleanup()
+                child[3].cancel()
             error = database if isinstance(database, BaseException) else child
             assert isinstance(error, BaseException)
             raise error
-        process, reader, plan = child
+        process, reader, plan, gate = child
         log.debug("prepared sandbox with %s (pid %s)", database.name, process.pid)
-        return cls(database, process, reader, plan, factory)
+        return cls(database, process, reader, plan, factory, gate)
 
     # -- executing ---------------------------------------------------------------------------
 
@@ -99,7 +105,7 @@ class Sandbox:
         payload = {
             "code": job.code,
             "filename": job.filename,
-            "connect": self.database.address.connect_kwargs(),
+            "connect": {**self.database.address.connect_kwargs(), "host": GATE_HOST},
             "limits": job.limits.as_job(),
         }
         started = time.perf_counter()
@@ -158,6 +164,7 @@ class Sandbox:
             return
         self._destroyed = True
         _kill_tree(self.process)
+        self._gate.cancel()
         with contextlib.suppress(TimeoutError, ProcessLookupError):
             await asyncio.wait_for(self.process.wait(), 5)
         self._plan.cleanup()
@@ -165,9 +172,13 @@ class Sandbox:
         log.debug("destroyed sandbox with %s", self.database.name)
 
 
-async def _start_child(launcher: Launcher) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader, LaunchPlan]:
+async def _start_child(
+    launcher: Launcher, server: ServerAddress
+) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader, LaunchPlan, asyncio.Task[None]]:
     read_fd, write_fd = os.pipe()
+    runner_end, sandbox_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     plan = launcher.plan(write_fd)
+    plan.env[GATE_FD_ENV] = str(sandbox_end.fileno())
     try:
         process = await asyncio.create_subprocess_exec(
             *plan.argv,
@@ -176,16 +187,19 @@ async def _start_child(launcher: Launcher) -> tuple[asyncio.subprocess.Process, 
             stderr=asyncio.subprocess.PIPE,
             env=plan.env,
             cwd=plan.cwd,
-            pass_fds=(write_fd,),
+            pass_fds=(write_fd, sandbox_end.fileno()),
             start_new_session=True,
             **plan.process_options,
         )
     except BaseException:
         os.close(read_fd)
+        runner_end.close()
         plan.cleanup()
         raise
     finally:
         os.close(write_fd)
+        sandbox_end.close()
+    gate = asyncio.create_task(serve_gate(runner_end, server))
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0))
@@ -194,12 +208,13 @@ async def _start_child(launcher: Launcher) -> tuple[asyncio.subprocess.Process, 
     except TimeoutError:
         line = b""
     if not line.startswith(b'{"event": "ready"'):
+        gate.cancel()
         _kill_tree(process)
         assert process.stderr
         detail = (await process.stderr.read(4000)).decode(errors="replace").strip()
         plan.cleanup()
         raise SandboxFailed(f"the sandbox's child did not start: {detail or 'no output'}")
-    return process, reader, plan
+    return process, reader, plan, gate
 
 
 async def _pump_output(

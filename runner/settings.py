@@ -94,6 +94,12 @@ class Settings:
         1,
         "Sandboxes prepared at the same time when refilling the pool (more refill faster, but take CPU from runs).",
     )
+    clone_dir: str = _setting(
+        "WORKSHOP_CLONE_DIR",
+        "auto",
+        "Where the embedded cluster keeps run databases: a tmpfs makes each clone ~15x faster than disk. "
+        "`auto`: /dev/shm when it has 1 GiB free; `off`: beside the template; or a folder.",
+    )
     cors_origins: tuple[str, ...] = _setting(
         "WORKSHOP_CORS_ORIGINS", (), "Comma-separated origins allowed to call the API from another site."
     )

@@ -65,7 +65,7 @@ def test_exit_codes_come_back(live_runner: LiveRunner) -> None:
 
 def test_the_environment_is_scrubbed(live_runner: LiveRunner) -> None:
     code = "import os\nprint(sorted(k for k in os.environ if 'WORKSHOP' in k or 'PG' in k or 'DATABASE' in k))\n"
-    assert output_text(live_runner.run(SNIPPET, code=code).json()) == "['WORKSHOP_EVENTS_FD']\n"
+    assert output_text(live_runner.run(SNIPPET, code=code).json()) == "['WORKSHOP_EVENTS_FD', 'WORKSHOP_GATE_FD']\n"
 
 
 def test_a_run_past_the_time_limit_is_killed(live_runner: LiveRunner) -> None:

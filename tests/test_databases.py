@@ -77,16 +77,19 @@ def test_nothing_is_left_behind_after_runs(live_runner: LiveRunner) -> None:
     pool = live_runner.runtime.pool
     assert pool is not None
 
-    async def leftovers() -> set[str]:
+    async def leftovers() -> tuple[set[str], str]:
         import asyncio
 
-        for _ in range(100):  # sandboxes are destroyed in the background, just after the answer
+        for _ in range(250):  # sandboxes are destroyed in the background, just after the answer
             if pool.settled and set(await factory.leftovers()) == pool.held_databases():
                 break
             await asyncio.sleep(0.1)
-        return set(await factory.leftovers()) - pool.held_databases()
+        names = set(await factory.leftovers())
+        state = f"ready={pool.ready} busy={pool.busy} settled={pool.settled} held={pool.held_databases()} all={names}"
+        return names - pool.held_databases(), state
 
-    assert live_runner.call(leftovers()) == set()
+    extra, state = live_runner.call(leftovers(), timeout=60)
+    assert extra == set(), state
     assert len(pool.held_databases()) == pool.size  # the ready sandboxes hold exactly their own databases
 
 
