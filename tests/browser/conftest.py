@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from ..conftest import TEST_CACHE
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM_ARGS = [
@@ -71,7 +73,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("browser-site") / "site"
     result = subprocess.run(
@@ -86,12 +88,13 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def runner_url(built_site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real runner serving the built site at / and the API at /api."""
     port = free_port()
     log = tmp_path_factory.mktemp("runner-log") / "runner.log"
-    env = {**os.environ, "WORKSHOP_SITE_DIR": str(built_site)}
+    # its own cluster folder, so a `make serve` running on this machine does not hold its lock
+    env = {**os.environ, "WORKSHOP_SITE_DIR": str(built_site), "WORKSHOP_CACHE_DIR": str(TEST_CACHE / "browser")}
     with log.open("wb") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "runner", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -109,7 +112,7 @@ def runner_url(built_site: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         stop(proc)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def static_url(built_site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The same pages from a plain static server: there is no runner behind them."""
     port = free_port()
@@ -128,7 +131,9 @@ def static_url(built_site: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         stop(proc)
 
 
-@pytest.fixture(scope="session")
+# package scope: Playwright's sync API keeps an event loop running in this thread until it
+# stops, which would break every later test that calls asyncio.run()
+@pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
     executable = chromium_path()
     if executable is None:
@@ -183,7 +188,7 @@ def page(browser: object, offline: Offline, request: pytest.FixtureRequest) -> I
     context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS

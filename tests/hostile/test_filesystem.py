@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.isolation import BubblewrapLauncher
 from runner.postgres import EmbeddedCluster
 from runner.settings import CODE_DIR, REPO_ROOT
 
@@ -207,9 +208,14 @@ os.unlink("big")
     assert_next_run_is_pristine(live_runner)
 
 
-LIST_TMP = """
+BOUND = [str(path) for path in BubblewrapLauncher.readable_paths()]
+"""Read-only folders bound into the sandbox; when the repository lives under /tmp, they appear there."""
+
+LIST_TMP = f"""
 import json, os
+bound = {BOUND!r}
 for folder, subfolders, files in os.walk("/tmp"):
+    subfolders[:] = [name for name in subfolders if os.path.join(folder, name) not in bound]
     for name in subfolders + files:
         print("ENTRY", json.dumps(os.path.join(folder, name)))
 print("listed")
@@ -217,12 +223,11 @@ print("listed")
 
 
 def leftovers_in_tmp(live_runner: LiveRunner, listing: str) -> list[str]:
-    """Entries of a sandbox's /tmp, except the socket folder bound in (and the folders leading to it)."""
+    """Entries of a sandbox's /tmp, except the read-only folders bound in (and the folders leading to them)."""
     assert "listed" in listing, listing
-    socket_dir = cluster(live_runner).socket_dir
-    allowed = {str(socket_dir), *(str(parent) for parent in socket_dir.parents)}
+    allowed = {entry for path in BOUND for entry in (path, *(str(p) for p in Path(path).parents))}
     entries = [json.loads(line.split(" ", 1)[1]) for line in lines_starting(listing, "ENTRY")]
-    return [entry for entry in entries if entry not in allowed and not entry.startswith(str(socket_dir) + "/")]
+    return [entry for entry in entries if entry not in allowed]
 
 
 def test_files_left_in_tmp_are_not_visible_to_the_next_run(live_runner: LiveRunner) -> None:
