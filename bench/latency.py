@@ -13,40 +13,19 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from .runs import RunResult, post_run
-from .stats import median, percentile
+from .runs import RunFigures, RunResult, post_run
 
 
 @dataclass
-class LatencySample:
+class LatencySample(RunFigures):
     label: str
     results: list[RunResult] = field(default_factory=list)
     warmup_errors: int = 0
     refill_waits: list[float] = field(default_factory=list)
 
     @property
-    def latencies(self) -> list[float]:
-        return [r.latency for r in self.results if r.ok]
-
-    @property
     def errors(self) -> int:
         return sum(1 for r in self.results if not r.ok) + self.warmup_errors
-
-    @property
-    def p50(self) -> float:
-        return percentile(self.latencies, 0.5)
-
-    @property
-    def p95(self) -> float:
-        return percentile(self.latencies, 0.95)
-
-    def server_median(self, phase: str) -> float:
-        """Median of one phase of the runner's own breakdown (queue, setup, run, total)."""
-        return median([r.duration[phase] for r in self.results if r.ok and phase in r.duration])
-
-    def first_error(self) -> str:
-        failed = next((r for r in self.results if not r.ok), None)
-        return "" if failed is None else f"HTTP {failed.http_status} {failed.status}: {failed.detail}"
 
 
 def sequential(

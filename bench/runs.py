@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from .stats import median, percentile
+
 HI_CODE = 'print("hi")'
 POOL_SNIPPET = "chapter_05/03_pool"
 COMPARISON_SNIPPET = "chapter_05/04_pool_vs_sequential"
@@ -88,3 +90,29 @@ async def post_run_async(client: httpx.AsyncClient, body: dict[str, str]) -> Run
     except httpx.HTTPError as error:
         return RunResult(time.perf_counter() - began, 0, detail=f"{type(error).__name__}: {error}")
     return interpret(response, time.perf_counter() - began)
+
+
+class RunFigures:
+    """The figures every benchmark reports from its results (a mixin: subclasses hold `results`)."""
+
+    results: list[RunResult]
+
+    @property
+    def latencies(self) -> list[float]:
+        return [r.latency for r in self.results if r.ok]
+
+    @property
+    def p50(self) -> float:
+        return percentile(self.latencies, 0.5)
+
+    @property
+    def p95(self) -> float:
+        return percentile(self.latencies, 0.95)
+
+    def server_median(self, phase: str) -> float:
+        """Median of one phase of the runner's own breakdown (queue, setup, run, total)."""
+        return median([r.duration[phase] for r in self.results if r.ok and phase in r.duration])
+
+    def first_error(self) -> str:
+        failed = next((r for r in self.results if r.error), None)
+        return "" if failed is None else f"HTTP {failed.http_status} {failed.status}: {failed.detail}"

@@ -15,15 +15,14 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from .runs import RunResult, post_run_async
-from .stats import median, percentile
+from .runs import RunFigures, RunResult, post_run_async
 
 DRAIN_SECONDS = 60.0
 """Bound on waiting for the requests still in flight at the deadline."""
 
 
 @dataclass
-class ThroughputSample:
+class ThroughputSample(RunFigures):
     clients: int
     window: float
     elapsed: float = 0.0
@@ -44,25 +43,6 @@ class ThroughputSample:
     @property
     def runs_per_second(self) -> float:
         return self.completed / self.elapsed if self.elapsed > 0 else 0.0
-
-    @property
-    def latencies(self) -> list[float]:
-        return [r.latency for r in self.results if r.ok]
-
-    @property
-    def p50(self) -> float:
-        return percentile(self.latencies, 0.5)
-
-    @property
-    def p95(self) -> float:
-        return percentile(self.latencies, 0.95)
-
-    def server_median(self, phase: str) -> float:
-        return median([r.duration[phase] for r in self.results if r.ok and phase in r.duration])
-
-    def first_error(self) -> str:
-        failed = next((r for r in self.results if r.error), None)
-        return "" if failed is None else f"HTTP {failed.http_status} {failed.status}: {failed.detail}"
 
 
 async def _client_loop(url: str, body: dict[str, str], deadline: float, sample: ThroughputSample) -> None:
