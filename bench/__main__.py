@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     sections.print_throughput(plan, results)
     sections.print_fidelity(plan, results)
     sections.print_startup(results)
+    sections.print_load(plan, results)
     report.print_targets(sections.targets(results))
 
     errors = results.run_errors()

@@ -62,6 +62,9 @@ def measure_warm(plan: Plan, cache_dir: Path, results: Results) -> None:
             progress(f"throughput: {plan.clients} clients for {plan.throughput_seconds:g} s")
             refill()
             results.throughput = sustain(runner.url, POOL, clients=plan.clients, seconds=plan.throughput_seconds)
+            progress(f"load: {plan.load_clients} clients for {plan.load_seconds:g} s")
+            refill()
+            results.load = sustain(runner.url, POOL, clients=plan.load_clients, seconds=plan.load_seconds)
 
 
 def measure_fidelity(plan: Plan, cache_dir: Path, learner_cache: Path, results: Results) -> None:

@@ -29,10 +29,21 @@ class Plan:
     clients: int
     fidelity_repetitions: int
     starts: int
+    load_clients: int = 32
+    load_seconds: float = 20.0
 
 
 FULL = Plan(runs=50, warmup=3, throughput_seconds=30.0, clients=8, fidelity_repetitions=3, starts=3)
-QUICK = Plan(runs=5, warmup=1, throughput_seconds=5.0, clients=8, fidelity_repetitions=1, starts=1)
+QUICK = Plan(
+    runs=5,
+    warmup=1,
+    throughput_seconds=5.0,
+    clients=8,
+    fidelity_repetitions=1,
+    starts=1,
+    load_clients=16,
+    load_seconds=3.0,
+)
 
 HI = run_body(POOL_SNIPPET, HI_CODE)
 POOL = run_body(POOL_SNIPPET)
@@ -43,6 +54,8 @@ class Results:
     warm_size: int = WARM_POOL_SIZE
     latency: dict[tuple[str, str], LatencySample] = dataclasses.field(default_factory=dict)
     throughput: ThroughputSample | None = None
+    load: ThroughputSample | None = None
+    """More clients than the runner admits: every answer must be a finished run or a 429."""
     via_runner: Comparison | None = None
     via_direct: Comparison | None = None
     startup: StartupSample | None = None
@@ -54,6 +67,7 @@ class Results:
         """Runs that did not end "ok" (429s excluded), across every section."""
         errors = sum(sample.errors for sample in self.latency.values())
         errors += self.throughput.errors if self.throughput else 0
+        errors += self.load.errors if self.load else 0
         errors += sum(len(c.errors) for c in (self.via_runner, self.via_direct) if c)
         return errors
 

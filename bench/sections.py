@@ -53,6 +53,37 @@ def print_latency(plan: Plan, results: Results) -> None:
     print(f"  {report.MACHINE}", flush=True)
 
 
+def print_load(plan: Plan, results: Results) -> None:
+    report.heading(
+        report.LOAD,
+        f"({plan.load_clients} closed-loop clients, {plan.load_seconds:g} s, 03_pool published, loopback; "
+        "each answer must be a finished run or a 429)",
+    )
+    sample = results.load
+    if sample is None:
+        print("  not measured")
+        return
+    server_errors = sum(1 for r in sample.results if r.http_status >= 500)
+    other = sample.errors - server_errors
+    report.table(
+        [
+            ["answers", "finished ok", "429 busy", "5xx", "other errors", "runs/s", "client p95"],
+            [
+                str(len(sample.results)),
+                str(sample.completed),
+                str(sample.busy),
+                str(server_errors),
+                str(other),
+                num(sample.runs_per_second),
+                ms(sample.p95),
+            ],
+        ]
+    )
+    if sample.errors:
+        print(f"  first error: {sample.first_error()}")
+    print("  leaks (processes, databases, temp dirs) after load are checked by tests/test_load.py", flush=True)
+
+
 def print_throughput(plan: Plan, results: Results) -> None:
     report.heading(
         report.THROUGHPUT,
