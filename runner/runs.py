@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import events
 from .events import Event
 from .pool import SandboxPool
 from .postgres import PostgresUnavailable
@@ -195,5 +194,3 @@ async def collect(run: Run) -> dict[str, Any]:
         pass
     return run.summary()
 
-
-__all__ = ["Busy", "Run", "RunService", "Unavailable", "collect", "events"]
