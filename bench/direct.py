@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import io
 import json
 import sys
@@ -23,6 +22,8 @@ from types import ModuleType
 
 import asyncpg
 
+from runner.lesson import load_by_path
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_ROOT / "code" / "chapter_05" / "04_pool_vs_sequential.py"
 QUERIES = 10_000
@@ -30,16 +31,7 @@ QUERIES = 10_000
 
 def load_script() -> ModuleType:
     """Import the sample by path with the repository root first, as the lesson expects."""
-    sys.path.insert(0, str(REPO_ROOT))
-    stdlib_code = sys.modules.get("code")
-    if stdlib_code is not None and not hasattr(stdlib_code, "__path__"):
-        del sys.modules["code"]  # the standard library's `code`, not the lesson's package
-    spec = importlib.util.spec_from_file_location("pool_vs_sequential", SCRIPT)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {SCRIPT}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_by_path(SCRIPT, "pool_vs_sequential")
 
 
 async def compare(port: int, queries: int = QUERIES) -> dict[str, float]:

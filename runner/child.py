@@ -26,16 +26,15 @@ import time
 import traceback
 import types
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from runner.gate import GATE_HOST, GRANTED
+from runner.lesson import REPO_ROOT, prefer_lesson_package
 from runner.queries import QueryRecorder
 
 EVENTS_FD = int(os.environ.get("WORKSHOP_EVENTS_FD", "3"))
-REPO_ROOT = Path(__file__).resolve().parent.parent
 RLIMITS = {
     "cpu": resource.RLIMIT_CPU,
     "address_space": resource.RLIMIT_AS,
@@ -59,10 +58,7 @@ def emit(event: dict[str, Any]) -> None:
 
 def import_lesson_utilities() -> None:
     """Put the repository root first, as the lesson expects, and import `code.utils`."""
-    sys.path.insert(0, str(REPO_ROOT))
-    stdlib_code = sys.modules.get("code")
-    if stdlib_code is not None and not hasattr(stdlib_code, "__path__"):
-        del sys.modules["code"]  # the standard library's `code` module, not the lesson's package
+    prefer_lesson_package()
     import code.utils as utils
 
     utils.async_timed = report_timings(utils.async_timed)

@@ -193,4 +193,3 @@ async def collect(run: Run) -> dict[str, Any]:
     async for _ in run.events():
         pass
     return run.summary()
-

@@ -8,13 +8,13 @@ exactly when they change and reused across restarts otherwise.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import time
 from types import ModuleType
 
 import asyncpg
 
+from .lesson import load_by_path
 from .postgres import ServerAddress
 from .settings import CODE_DIR
 
@@ -26,14 +26,7 @@ SANDBOX_OWNER = "workshop_sandbox"
 
 
 def load_setup_module() -> ModuleType:
-    """Load the setup script by path: `code` is also a standard-library module name."""
-    path = CODE_DIR / "setup_products_database.py"
-    spec = importlib.util.spec_from_file_location("workshop_setup_products_database", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_by_path(CODE_DIR / "setup_products_database.py", "workshop_setup_products_database")
 
 
 def seed_fingerprint(setup: ModuleType | None = None) -> str:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -18,7 +22,7 @@ import uvicorn
 
 from runner.app import create_app
 from runner.runtime import Runtime
-from runner.settings import Settings
+from runner.settings import REPO_ROOT, Settings
 
 TEST_CACHE = Path(tempfile.gettempdir()) / "workshop-test-cache"
 """Kept between test sessions so the cluster is initialised and seeded once per machine."""
@@ -54,11 +58,36 @@ class LiveRunner:
     def call(self, coro: Any, timeout: float = 30) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
+    @contextlib.contextmanager
+    def stream(self, snippet: str, code: str | None = None) -> Iterator[httpx.Response]:
+        """A run requested as NDJSON, its response still streaming."""
+        body = {"snippet": snippet} if code is None else {"snippet": snippet, "code": code}
+        with httpx.stream(
+            "POST", f"{self.url}/api/runs", json=body, headers={"accept": "application/x-ndjson"}, timeout=60
+        ) as response:
+            yield response
+
     def run(self, snippet: str, code: str | None = None, **kwargs: Any) -> httpx.Response:
         body: dict[str, Any] = {"snippet": snippet}
         if code is not None:
             body["code"] = code
         return httpx.post(f"{self.url}/api/runs", json=body, timeout=60, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site built once per session with `mkdocs build --strict`, for the docs and browser tests."""
+    out = tmp_path_factory.mktemp("built-site") / "site"
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
+    return out
 
 
 @pytest.fixture

@@ -46,13 +46,7 @@ def test_summary_has_the_documented_shape(live_runner: LiveRunner) -> None:
 def test_streaming_sends_output_before_the_run_finishes(live_runner: LiveRunner) -> None:
     code = "import time\nprint('first', flush=True)\ntime.sleep(1.5)\nprint('second')\n"
     arrivals: list[tuple[float, dict[str, Any]]] = []
-    with httpx.stream(
-        "POST",
-        f"{live_runner.url}/api/runs",
-        json={"snippet": SNIPPET, "code": code},
-        headers={"accept": "application/x-ndjson"},
-        timeout=60,
-    ) as response:
+    with live_runner.stream(SNIPPET, code) as response:
         assert response.headers["content-type"].startswith("application/x-ndjson")
         for line in response.iter_lines():
             arrivals.append((time.monotonic(), json.loads(line)))
@@ -66,13 +60,7 @@ def test_streaming_sends_output_before_the_run_finishes(live_runner: LiveRunner)
 
 def test_a_client_that_goes_away_gets_its_run_killed(live_runner: LiveRunner) -> None:
     code = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
-    with httpx.stream(
-        "POST",
-        f"{live_runner.url}/api/runs",
-        json={"snippet": SNIPPET, "code": code},
-        headers={"accept": "application/x-ndjson"},
-        timeout=60,
-    ) as response:
+    with live_runner.stream(SNIPPET, code) as response:
         for line in response.iter_lines():
             if "started" in line and "output" in line:
                 break

@@ -62,15 +62,7 @@ def test_two_queries_on_one_connection_show_the_clash(live_runner: LiveRunner) -
 def test_query_events_stream_before_finished(live_runner: LiveRunner) -> None:
     import json
 
-    import httpx
-
-    with httpx.stream(
-        "POST",
-        f"{live_runner.url}/api/runs",
-        json={"snippet": "chapter_05/03_pool"},
-        headers={"accept": "application/x-ndjson"},
-        timeout=60,
-    ) as response:
+    with live_runner.stream("chapter_05/03_pool") as response:
         kinds = [json.loads(line)["event"] for line in response.iter_lines()]
     assert kinds.index("queries") < kinds.index("finished")
 

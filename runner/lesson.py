@@ -1,0 +1,35 @@
+"""Importing the lesson's code: `code` is also a standard-library module name.
+
+The lesson imports `from code.utils import async_timed` with the repository root
+first on `sys.path`; whoever imports lesson code (the sandbox's child, the
+template builder, the benchmarks) goes through here so the rule lives in one place.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def prefer_lesson_package() -> None:
+    """Put the repository root first and forget the standard library's `code` if it was imported."""
+    if sys.path[:1] != [str(REPO_ROOT)]:
+        sys.path.insert(0, str(REPO_ROOT))
+    stdlib_code = sys.modules.get("code")
+    if stdlib_code is not None and not hasattr(stdlib_code, "__path__"):
+        del sys.modules["code"]
+
+
+def load_by_path(path: Path, name: str) -> ModuleType:
+    """Import a lesson script by its path (its name may start with a digit)."""
+    prefer_lesson_package()
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
