@@ -54,7 +54,11 @@ class DatabaseFactory:
         """Runs whose drop failed (Postgres went away mid-drop); retried by `retry_drops`."""
 
     async def open(self) -> None:
-        self._pool = await asyncpg.create_pool(**self.admin.connect_kwargs(), min_size=1, max_size=4)
+        # the cluster commits asynchronously for speed, but creating and dropping run databases must
+        # survive a Postgres crash: a drop lost in one would bring an orphan database back to life
+        self._pool = await asyncpg.create_pool(
+            **self.admin.connect_kwargs(), min_size=1, max_size=4, server_settings={"synchronous_commit": "on"}
+        )
         async with self._pool.acquire() as conn:
             if conn.get_server_version().major >= 16:
                 # one SCRAM iteration: the password is a random one-off token, and every connect pays for it

@@ -153,8 +153,8 @@ class Runtime:
                         healthy = await self.server.is_healthy()
                 if healthy and not self.postgres_healthy:
                     log.info("postgres is back")
-                    # commits are asynchronous (synchronous_commit=off): a crash may have lost the
-                    # newest databases and roles, so check the template and renew prepared sandboxes
+                    # defensive after a crash: check the template, and renew prepared sandboxes
+                    # (their databases were made with durable commits, but nothing else vouches for them)
                     self.template = await ensure_template(self.server.admin)
                     if self.factory:
                         await self.factory.close()
