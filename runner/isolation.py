@@ -7,6 +7,7 @@ environment and rlimits (set by the child before it runs any sample code).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -53,8 +54,14 @@ class LaunchPlan:
     cwd: Path
     cleanup_dirs: list[Path] = field(default_factory=list)
     process_options: dict[str, Any] = field(default_factory=dict)
+    pass_fds: list[int] = field(default_factory=list)
+    """Descriptors the launcher itself needs in the child (e.g. a seccomp program); closed by cleanup()."""
 
     def cleanup(self) -> None:
+        for fd in self.pass_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.pass_fds = []
         for path in self.cleanup_dirs:
             shutil.rmtree(path, ignore_errors=True)
 

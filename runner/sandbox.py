@@ -187,7 +187,7 @@ async def _start_child(
             stderr=asyncio.subprocess.PIPE,
             env=plan.env,
             cwd=plan.cwd,
-            pass_fds=(write_fd, sandbox_end.fileno()),
+            pass_fds=(write_fd, sandbox_end.fileno(), *plan.pass_fds),
             start_new_session=True,
             **plan.process_options,
         )

@@ -24,8 +24,9 @@ from runner.app import create_app
 from runner.runtime import Runtime
 from runner.settings import REPO_ROOT, Settings
 
-TEST_CACHE = Path(tempfile.gettempdir()) / "workshop-test-cache"
-"""Kept between test sessions so the cluster is initialised and seeded once per machine."""
+TEST_CACHE = Path(os.environ.get("WORKSHOP_TEST_CACHE") or Path(tempfile.gettempdir()) / "workshop-test-cache")
+"""Kept between test sessions so the cluster is initialised and seeded once per machine
+(`WORKSHOP_TEST_CACHE` gives each checkout its own, so two suites can run side by side)."""
 
 
 def free_port() -> int:
