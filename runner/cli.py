@@ -1,10 +1,10 @@
-"""`python -m runner`: serve the course, serve a learners' database, refresh expected outputs."""
+"""`python -m runner`: serve the course, preview it while editing, serve a learners' database,
+check or record expected outputs, regenerate the notebook editions."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import difflib
 import logging
 import sys
 from typing import Any
@@ -25,13 +25,28 @@ def main(argv: list[str] | None = None) -> int:
         "--allow-weak-isolation", action="store_true", help="serve publicly even without namespaces (not advised)"
     )
 
+    preview_command = commands.add_parser(
+        "preview", help="serve the site and the runner, rebuilding the site as docs/ and code/ change"
+    )
+    preview_command.add_argument("--host", default="127.0.0.1")
+    preview_command.add_argument("--port", type=int, default=8000)
+
     db = commands.add_parser("db", help="serve a seeded PostgreSQL on 127.0.0.1:5432 for the code/ scripts")
     db.add_argument("--port", type=int, default=5432)
 
-    expected = commands.add_parser("expected", help="check (or --write) every sample's expected output")
-    expected.add_argument("--write", action="store_true", help="rewrite the .out files from real runs")
+    expected = commands.add_parser(
+        "expected",
+        help="check (or --write) samples' expected outputs",
+        description="Run samples on a runner of their own and compare their output with their .out files "
+        "(exit 1 when one is stale or missing), or --write them. A run that ends in an error is never "
+        "recorded unless the sample has the line `# expect: error`.",
+    )
+    expected.add_argument("--write", action="store_true", help="record the .out files from real runs")
+    expected.add_argument(
+        "samples", nargs="*", help="snippet ids (chapter_05/03_pool), lessons (chapter_05) or paths; default: all"
+    )
 
-    notebook = commands.add_parser("notebook", help="regenerate (or --check) the notebook edition")
+    notebook = commands.add_parser("notebook", help="regenerate (or --check) the notebook editions")
     notebook.add_argument("--check", action="store_true")
 
     args = parser.parse_args(argv)
@@ -47,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
+    if args.command == "preview":
+        from .preview import preview
+
+        return asyncio.run(preview(settings, args.host, args.port))
     if args.command == "db":
         from .learner_db import serve_learner_database
         from .postgres import PostgresUnavailable
@@ -58,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     if args.command == "expected":
-        return asyncio.run(_expected(settings, write=args.write))
+        from .expected import run_command
+
+        return asyncio.run(run_command(settings, args.samples, write=args.write))
     if args.command == "notebook":
         from .notebook import main as notebook_main
 
@@ -76,40 +97,3 @@ def _serve(settings: Settings, host: str, port: int) -> int:
         app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=5
     )
     return 0
-
-
-async def _expected(settings: Settings, *, write: bool) -> int:
-    from .expected import combined_output, expected_path, normalise, read_expected
-    from .runs import collect
-    from .runtime import Runtime
-    from .snippets import NOTEBOOK_PREFIX
-
-    runtime = Runtime(settings)
-    await runtime.start()
-    stale = 0
-    try:
-        assert runtime.service is not None
-        for snippet in runtime.snippets.values():
-            if snippet.id.startswith(NOTEBOOK_PREFIX):
-                continue
-            summary = await collect(await runtime.service.start(snippet, None))
-            actual = normalise(combined_output(summary))
-            if write:
-                expected_path(snippet.id).write_text(actual)
-                print(f"wrote {expected_path(snippet.id)} ({summary['status']})")
-                continue
-            expected = read_expected(snippet.id)
-            if expected != actual:
-                stale += 1
-                print(f"{snippet.id}: expected output is stale")
-                sys.stdout.writelines(
-                    difflib.unified_diff(
-                        (expected or "").splitlines(keepends=True),
-                        actual.splitlines(keepends=True),
-                        f"{snippet.id}.out",
-                        "actual",
-                    )
-                )
-    finally:
-        await runtime.stop()
-    return 1 if stale else 0

@@ -1,8 +1,11 @@
-"""The notebook edition of the chapter, generated from the scripts in `code/`.
+"""The notebook editions, one per lesson, generated from the lesson's samples in `code/`.
 
 The scripts stay the single source of truth: every code cell is derived from one
-script by `cell_source`, and `python -m runner notebook --check` fails when the
-committed notebook no longer matches what `build_notebook` would write.
+script by `cell_source`, and `python -m runner notebook --check` fails when a
+committed notebook no longer matches what `build_notebook` would write. Each
+lesson's notebook is `docs/notebook/<slug of its page title>.ipynb` (see
+`lessons.py`); the markdown cell before a sample's cell is the sample's `.md`
+file when it has one (`03_pool.md`), else its docstring.
 
 nbformat is imported inside the functions that need it, because the runner
 imports `cell_source` at serve time and must not pay for (or depend on) nbformat.
@@ -11,6 +14,8 @@ imports `cell_source` at serve time and must not pay for (or depend on) nbformat
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 import re
 import sys
 import textwrap
@@ -18,21 +23,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from .lessons import NOTEBOOK_DIR, REPO_ROOT, Lesson, lessons, snippet_id
+
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK_PATH = Path("docs/notebook/asynchronous-database-interaction.ipynb")
-CHAPTER = "chapter_05"
 SNIPPET_PREFIX = "notebook/"
 
 _GUARD = re.compile(r"""^if\s+__name__\s*==\s*(['"])__main__\1\s*:\s*(#.*)?$""")
 _ASYNCIO_RUN = re.compile(r"^(\s*)asyncio\.run\((.+)\)\s*$")
 
 INTRO = """\
-# Asynchronous database interaction (notebook edition)
+# {title} (notebook edition)
 
-The samples of the chapter *Asynchronous database interaction*, one cell each, in
+The samples of the chapter *{title}*, one cell each, in
 the order the chapter presents them. On the course site every cell has a **Run**
 button that executes it against a fresh copy of the products database.
 
@@ -42,56 +46,6 @@ To run the notebook on your own machine, start Jupyter from the repository root
 
 Jupyter already runs an event loop, so the cells end with `await main()` where the
 scripts in `code/` call `asyncio.run(main())`."""
-
-# One short explanation per sample, keyed by snippet id. A sample without an
-# entry falls back to the first line of its module docstring.
-EXPLANATIONS: dict[str, str] = {
-    "chapter_05/01_connect": """\
-## Connect
-
-`asyncpg.connect` opens a single connection; awaiting it yields to the event loop
-while the TCP handshake and the login happen.""",
-    "chapter_05/02_one_connection_two_queries": """\
-## Two queries, one connection
-
-A connection carries one conversation at a time. Starting a second query while the
-first is still in flight makes asyncpg raise `InterfaceError`: *another operation is
-in progress*.""",
-    "chapter_05/03_pool": """\
-## A connection pool
-
-A pool keeps several connections open. Each coroutine borrows one with
-`pool.acquire()`, so the two queries really do run side by side.""",
-    "chapter_05/04_pool_vs_sequential": """\
-## 10,000 queries, one by one and concurrently
-
-The same 10,000 queries through a pool of 6 connections. `fetchrow` lets Postgres
-stop at the first matching row, so each query is cheap and the whole cell takes
-seconds; the concurrent run finishes several times sooner.""",
-    "chapter_05/05_transaction": """\
-## A transaction that rolls back
-
-Both inserts use brand id 9999, so the second violates the primary key. Leaving
-`async with conn.transaction()` with that error rolls back the first insert as
-well: brand 9999 is absent afterwards.""",
-    "chapter_05/06_sync_generator": """\
-## A plain generator
-
-`yield` turns a function into a generator. Its type is `Generator[int, None, None]`:
-it yields `int`, accepts nothing through `send()` and returns nothing.""",
-    "chapter_05/07_async_generator": """\
-## An asynchronous generator
-
-`async def` with `yield` makes an async generator, consumed with `async for`. Its
-type is `AsyncGenerator[int, None]`: the yielded type first, then the sent type.""",
-    "chapter_05/08_cursor": """\
-## Streaming rows with a cursor
-
-`conn.cursor()` fetches rows in batches as the loop asks for them instead of loading
-the whole result. Postgres cursors only exist inside a transaction, hence
-`async with conn.transaction()`; without it asyncpg raises
-`NoActiveSQLTransactionError`.""",
-}
 
 
 def _nbformat() -> Any:
@@ -132,37 +86,41 @@ def cell_source(script: str) -> str:
     return "\n".join(out).rstrip()
 
 
-def chapter_scripts(repo_root: Path, chapter: str = CHAPTER) -> list[Path]:
-    """The chapter's samples in chapter order (their file names start with 01_, 02_...)."""
-    return sorted(p for p in (repo_root / "code" / chapter).glob("*.py") if not p.name.startswith("_"))
+def _explanation(sample: Path, source: str) -> str:
+    """The markdown cell before a sample: its `.md` file, else a heading and text from its docstring."""
+    written = sample.with_suffix(".md")
+    if written.is_file():
+        return written.read_text(encoding="utf-8").rstrip()
+    try:
+        doc = ast.get_docstring(ast.parse(source))
+    except SyntaxError:
+        doc = None
+    if not doc:
+        return f"## {sample.stem}"
+    first, _, rest = doc.strip().partition("\n")
+    return f"## {first.strip()}" + (f"\n\n{rest.strip()}" if rest.strip() else "")
 
 
-def snippet_id(repo_root: Path, script: Path) -> str:
-    """`code/chapter_05/03_pool.py` -> `chapter_05/03_pool`."""
-    return script.relative_to(repo_root / "code").with_suffix("").as_posix()
+def _lesson(repo_root: Path, lesson: Lesson | str) -> Lesson:
+    return lesson if isinstance(lesson, Lesson) else Lesson(repo_root, lesson)
 
 
-def _docstring_summary(source: str) -> str:
-    match = re.match(r'\s*(?:"""|\'\'\')\s*(.+?)\s*(?:\n|"""|\'\'\')', source)
-    return match.group(1) if match else ""
-
-
-def build_notebook(repo_root: Path = REPO_ROOT, chapter: str = CHAPTER) -> NotebookNode:
-    """Build the notebook edition: an introduction, then a markdown and a code cell per sample.
+def build_notebook(repo_root: Path, lesson: Lesson | str) -> NotebookNode:
+    """Build one lesson's notebook: an introduction, then a markdown and a code cell per sample.
 
     Cell ids are derived from the snippet ids so that building twice gives
     byte-identical files (the `--check` relies on it).
     """
     nbformat = _nbformat()
     v4 = nbformat.v4
+    lesson = _lesson(repo_root, lesson)
 
-    cells = [v4.new_markdown_cell(INTRO, id="intro")]
-    for script in chapter_scripts(repo_root, chapter):
+    cells = [v4.new_markdown_cell(INTRO.format(title=lesson.title()), id="intro")]
+    for script in lesson.samples():
         sid = snippet_id(repo_root, script)
         source = script.read_text(encoding="utf-8")
         slug = sid.replace("/", "-").replace("_", "-")
-        text = EXPLANATIONS.get(sid) or f"## {script.stem}\n\n{_docstring_summary(source)}"
-        cells.append(v4.new_markdown_cell(text, id=f"md-{slug}"))
+        cells.append(v4.new_markdown_cell(_explanation(script, source), id=f"md-{slug}"))
         cells.append(
             v4.new_code_cell(
                 cell_source(source),
@@ -175,58 +133,119 @@ def build_notebook(repo_root: Path = REPO_ROOT, chapter: str = CHAPTER) -> Noteb
         metadata={
             "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
             "language_info": {"name": "python"},
+            "workshop": {"lesson": lesson.name},
         },
     )
     nbformat.validate(nb)
     return cast("NotebookNode", nb)
 
 
-def render_notebook(repo_root: Path = REPO_ROOT) -> str:
+def render_notebook(repo_root: Path, lesson: Lesson | str) -> str:
     """The notebook as the exact text `write_notebook` stores."""
-    return str(_nbformat().writes(build_notebook(repo_root))) + "\n"
+    return str(_nbformat().writes(build_notebook(repo_root, lesson))) + "\n"
 
 
-def write_notebook(path: Path | None = None, repo_root: Path = REPO_ROOT) -> Path:
-    """Write the notebook (by default to its place under docs/) and return its path."""
-    target = path if path is not None else repo_root / NOTEBOOK_PATH
+def write_notebook(repo_root: Path, lesson: Lesson | str, path: Path | None = None) -> Path:
+    """Write one lesson's notebook (by default to its place under docs/) and return its path."""
+    lesson = _lesson(repo_root, lesson)
+    target = path if path is not None else lesson.notebook
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_notebook(repo_root), encoding="utf-8")
+    target.write_text(render_notebook(repo_root, lesson), encoding="utf-8")
     return target
 
 
-def is_stale(path: Path | None = None, repo_root: Path = REPO_ROOT) -> bool:
-    """True when the committed notebook differs from what `write_notebook` would write."""
-    target = path if path is not None else repo_root / NOTEBOOK_PATH
+def is_stale(repo_root: Path, lesson: Lesson | str, path: Path | None = None) -> bool:
+    """True when the lesson's notebook is missing or differs from what `write_notebook` would write."""
+    lesson = _lesson(repo_root, lesson)
+    target = path if path is not None else lesson.notebook
     if not target.exists():
         return True
-    return target.read_text(encoding="utf-8") != render_notebook(repo_root)
+    return target.read_text(encoding="utf-8") != render_notebook(repo_root, lesson)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m runner notebook [--check] [--output PATH]`."""
+def generated_notebooks(repo_root: Path) -> dict[Path, str]:
+    """Notebooks under docs/notebook/ that this generator wrote, with the lesson each was written for."""
+    found: dict[Path, str] = {}
+    for path in sorted((repo_root / NOTEBOOK_DIR).glob("*.ipynb")):
+        try:
+            lesson = json.loads(path.read_text(encoding="utf-8"))["metadata"]["workshop"]["lesson"]
+        except (ValueError, KeyError, TypeError):
+            continue  # a hand-made notebook: not ours to judge
+        found[path] = str(lesson)
+    return found
+
+
+def orphans(repo_root: Path) -> list[Path]:
+    """Generated notebooks that belong to no lesson any more (a lesson renamed, retitled or removed)."""
+    current = {lesson.notebook for lesson in lessons(repo_root)}
+    return [path for path in generated_notebooks(repo_root) if path not in current]
+
+
+def problems(repo_root: Path = REPO_ROOT) -> list[str]:
+    """What `python -m runner notebook` would change, each said with the fix."""
+    found = [
+        f"docs/{lesson.notebook_uri} is {'out of date' if lesson.notebook.exists() else 'missing'}: "
+        "run `python -m runner notebook` and commit it"
+        for lesson in lessons(repo_root)
+        if is_stale(repo_root, lesson)
+    ]
+    found += [
+        f"{path.relative_to(repo_root)} belongs to no lesson any more: `python -m runner notebook` removes it"
+        for path in orphans(repo_root)
+    ]
+    return found
+
+
+def write_all(repo_root: Path = REPO_ROOT) -> list[str]:
+    """Bring every lesson's notebook up to date and remove orphaned ones; say what changed."""
+    changed: list[str] = []
+    for lesson in lessons(repo_root):
+        if is_stale(repo_root, lesson):
+            write_notebook(repo_root, lesson)
+            changed.append(f"wrote docs/{lesson.notebook_uri}")
+    for path in orphans(repo_root):
+        path.unlink()
+        changed.append(f"removed {path.relative_to(repo_root)} (it belongs to no lesson any more)")
+    return changed
+
+
+def main(argv: Sequence[str] | None = None, repo_root: Path = REPO_ROOT) -> int:
+    """`python -m runner notebook [--check] [--output PATH LESSON]`."""
     parser = argparse.ArgumentParser(
         prog="python -m runner notebook",
-        description="Write the notebook edition of the chapter from the scripts in code/.",
+        description="Write each lesson's notebook edition from its samples in code/.",
     )
     parser.add_argument(
         "--check",
         action="store_true",
-        help="write nothing; exit 1 if the committed notebook is out of date",
+        help="write nothing; exit 1 if a committed notebook is missing, out of date or orphaned",
     )
-    parser.add_argument("--output", type=Path, default=None, help=f"where to write (default: {NOTEBOOK_PATH})")
+    parser.add_argument("--output", type=Path, default=None, help="write (or check) one lesson's notebook there")
+    parser.add_argument("lesson", nargs="?", help="the lesson for --output, e.g. chapter_05")
     args = parser.parse_args(argv)
-    target: Path = args.output if args.output is not None else REPO_ROOT / NOTEBOOK_PATH
-    if args.check:
-        if is_stale(target):
-            print(
-                f"{target} is out of date: run `python -m runner notebook` and commit it",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"{target} is up to date")
+    if args.lesson is not None and args.output is None:
+        parser.error("a lesson is only given with --output; without it every lesson's notebook is written")
+    if args.output is not None:
+        if args.lesson is None:
+            parser.error("--output needs the lesson whose notebook it is, e.g. `--output x.ipynb chapter_05`")
+        if args.check:
+            if is_stale(repo_root, args.lesson, args.output):
+                print(f"{args.output} is out of date: run `python -m runner notebook`", file=sys.stderr)
+                return 1
+            print(f"{args.output} is up to date")
+            return 0
+        write_notebook(repo_root, args.lesson, args.output)
+        print(f"wrote {args.output}")
         return 0
-    write_notebook(target)
-    print(f"wrote {target}")
+    if args.check:
+        found = problems(repo_root)
+        for problem in found:
+            print(problem, file=sys.stderr)
+        if not found:
+            print("every notebook is up to date")
+        return 1 if found else 0
+    for line in write_all(repo_root) or ["every notebook is up to date"]:
+        print(line)
     return 0
 
 

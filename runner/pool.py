@@ -31,6 +31,8 @@ class SandboxPool:
         self._refilling = 0
         self._refill_slots = asyncio.Semaphore(max(1, refill_concurrency))
         self._tasks: set[asyncio.Task[None]] = set()
+        self._destroying: set[asyncio.Task[None]] = set()
+        self._released: list[Sandbox] = []  # used, waiting for RELEASE_DELAY before their destruction
         self.busy = 0
         self._closed = False
 
@@ -67,15 +69,19 @@ class SandboxPool:
 
     def _destroy_unclaimed(self, preparing: asyncio.Future[Sandbox]) -> None:
         if not preparing.cancelled() and preparing.exception() is None:
-            self._spawn(self._destroy(preparing.result()))
+            self._spawn_destroy(preparing.result())
 
     def release(self, sandbox: Sandbox) -> None:
         """Destroy a used sandbox and refill, a moment later: the run's answer goes out first."""
         self.busy -= 1
+        self._released.append(sandbox)
         asyncio.get_running_loop().call_later(RELEASE_DELAY, self._after_release, sandbox)
 
     def _after_release(self, sandbox: Sandbox) -> None:
-        self._spawn(self._destroy(sandbox))
+        if sandbox not in self._released:
+            return  # close() got to it first
+        self._released.remove(sandbox)
+        self._spawn_destroy(sandbox)
         self._refill()
 
     def fill(self) -> None:
@@ -85,15 +91,17 @@ class SandboxPool:
         """Throw away prepared sandboxes (after a Postgres crash their databases may be gone) and refill."""
         ready, self._ready = self._ready, []
         for sandbox in ready:
-            self._spawn(self._destroy(sandbox))
+            self._spawn_destroy(sandbox)
         self._refill()
 
     async def close(self) -> None:
+        """Stop preparing, and destroy every sandbox the pool still owns: ready, released or being destroyed."""
         self._closed = True
-        for task in list(self._tasks):
+        for task in self._tasks - self._destroying:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        ready, self._ready = self._ready, []
+        ready, self._ready = self._ready + self._released, []
+        self._released = []
         await asyncio.gather(*(s.destroy() for s in ready), return_exceptions=True)
 
     def _refill(self) -> None:
@@ -125,7 +133,14 @@ class SandboxPool:
         except Exception as error:
             log.warning("could not destroy sandbox %s: %s", sandbox.id, error)
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+    def _spawn(self, coro: object) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[call-overload]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _spawn_destroy(self, sandbox: Sandbox) -> None:
+        """Destroy in the background; close() waits for these instead of cancelling them half-way."""
+        task = self._spawn(self._destroy(sandbox))
+        self._destroying.add(task)
+        task.add_done_callback(self._destroying.discard)

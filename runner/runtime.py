@@ -21,7 +21,7 @@ from .pool import SandboxPool
 from .postgres import EmbeddedCluster, ExternalServer, PostgresServer
 from .runs import RunService
 from .settings import Settings
-from .snippets import Snippet, load_catalogue
+from .snippets import Catalogue, Snippet
 from .template import ensure_template
 
 log = logging.getLogger("runner")
@@ -53,7 +53,7 @@ def make_server(settings: Settings) -> PostgresServer:
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.snippets: dict[str, Snippet] = load_catalogue()
+        self._catalogue = Catalogue()
         self.server = make_server(settings)
         self.launcher: Launcher = PlainLauncher()
         self.factory: DatabaseFactory | None = None
@@ -63,6 +63,11 @@ class Runtime:
         self.template = ""
         self.started_seconds: float | None = None
         self._watchdog: asyncio.Task[None] | None = None
+
+    @property
+    def snippets(self) -> dict[str, Snippet]:
+        """The published samples as `code/` holds them now: one added or edited while serving runs as it is."""
+        return self._catalogue.current()
 
     async def start(self) -> None:
         began = time.perf_counter()

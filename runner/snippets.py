@@ -1,20 +1,24 @@
-"""The published samples: every script under `code/chapter_*/`, by snippet id.
+"""The published samples: every sample of every lesson under `code/`, by snippet id.
 
 A snippet id is the script's path under `code/` without `.py`
-(`chapter_05/03_pool`). The notebook edition's cells are snippets too, under
-`notebook/<id>`, built from the same scripts.
+(`chapter_05/03_pool`). The notebook editions' cells are snippets too, under
+`notebook/<id>`, built from the same scripts. Which scripts are samples is
+decided in `lessons.py`.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .settings import CODE_DIR, REPO_ROOT
+from . import lessons
+from .settings import CODE_DIR
 
 NOTEBOOK_PREFIX = "notebook/"
+log = logging.getLogger("runner.snippets")
 
 
 @dataclass(frozen=True)
@@ -41,19 +45,60 @@ def _title(source: str, fallback: str) -> str:
 
 
 def sample_paths(code_dir: Path = CODE_DIR) -> list[Path]:
-    return sorted(p for p in code_dir.glob("chapter_*/*.py") if p.name != "__init__.py")
+    return lessons.sample_paths(code_dir.parent)
 
 
 def load_catalogue(code_dir: Path = CODE_DIR) -> dict[str, Snippet]:
     from .notebook import cell_source
 
+    root = code_dir.parent
     catalogue: dict[str, Snippet] = {}
     for path in sample_paths(code_dir):
-        snippet_id = path.relative_to(code_dir).with_suffix("").as_posix()
-        source = path.read_text()
-        relative = path.relative_to(REPO_ROOT).as_posix()
+        snippet_id = lessons.snippet_id(root, path)
+        source = path.read_text(encoding="utf-8")
+        relative = path.relative_to(root).as_posix()
         title = _title(source, snippet_id)
         catalogue[snippet_id] = Snippet(snippet_id, title, relative, source)
         notebook_id = NOTEBOOK_PREFIX + snippet_id
         catalogue[notebook_id] = Snippet(notebook_id, title, relative, cell_source(source))
     return catalogue
+
+
+Stamp = tuple[tuple[str, int, int], ...]
+
+
+def _stamp(code_dir: Path) -> Stamp:
+    """Name, modification time and size of every sample: changes when one is added, edited or removed."""
+    stamp: list[tuple[str, int, int]] = []
+    for path in sample_paths(code_dir):
+        try:
+            status = path.stat()
+        except FileNotFoundError:  # removed between the listing and the stat: the next look sees it
+            continue
+        stamp.append((str(path), status.st_mtime_ns, status.st_size))
+    return tuple(stamp)
+
+
+class Catalogue:
+    """The snippets as `code/` holds them now, for a runner that serves while a maintainer edits.
+
+    `current()` lists the sample files and stats them (tens of microseconds for a
+    course) and reloads only when something changed, so a sample added or edited
+    while the runner serves is what the next run executes, with no watcher to own.
+    """
+
+    def __init__(self, code_dir: Path = CODE_DIR) -> None:
+        self.code_dir = code_dir
+        self._stamp: Stamp | None = None
+        self._snippets: dict[str, Snippet] = {}
+        self.loads = 0
+
+    def current(self) -> dict[str, Snippet]:
+        stamp = _stamp(self.code_dir)
+        if stamp != self._stamp:
+            self._snippets = load_catalogue(self.code_dir)
+            if self._stamp is not None:
+                log.info("samples changed in %s: reloaded %d snippets", self.code_dir, len(self._snippets))
+            self._stamp = stamp
+            self.loads += 1
+        return self._snippets

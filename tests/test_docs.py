@@ -1,6 +1,8 @@
 """The course site: a strict build, samples shown exactly as in code/, and nothing fetched from elsewhere.
 
 One `mkdocs build --strict` into a temporary directory serves every test here.
+Lessons and samples are discovered (`runner.lessons`), never listed: a new lesson
+is checked by these same tests.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from runner import lessons
 from runner.notebook import cell_source
 
 REPO = Path(__file__).resolve().parent.parent
 CODE = REPO / "code"
-SAMPLES = sorted(p for p in CODE.glob("chapter_*/*.py") if not p.name.startswith("_"))
+LESSONS = lessons.lessons(REPO)
+SAMPLES = lessons.sample_paths(REPO)
 CDN_HOSTS = (
     "unpkg.com",
     "cdn.jsdelivr.net",
@@ -31,7 +35,17 @@ _TAG = re.compile(r"<[^>]+>")
 
 
 def snippet_id(path: Path) -> str:
-    return path.relative_to(CODE).with_suffix("").as_posix()
+    return lessons.snippet_id(REPO, path)
+
+
+def built_page(site: Path, uri: str) -> str:
+    """The HTML MkDocs writes for a page under docs/ (`chapter-05/index.md`, `notebook/x.ipynb`)."""
+    stem = uri.removesuffix("/index.md").removesuffix(".md").removesuffix(".ipynb")
+    return (site / stem / "index.html").read_text(encoding="utf-8")
+
+
+def lesson_of(sample: Path) -> lessons.Lesson:
+    return lessons.Lesson(REPO, sample.parent.name)
 
 
 def text_of(fragment: str) -> str:
@@ -61,52 +75,66 @@ def chapter(site: Path) -> str:
 
 
 def test_strict_build_produces_the_pages(site: Path) -> None:
-    for page in (
-        "index.html",
-        "chapter-05/index.html",
-        "maintainers/index.html",
-        "notebook/asynchronous-database-interaction/index.html",
-    ):
+    for page in ("index.html", "maintainers/index.html"):
         assert (site / page).is_file(), page
-    # include_source: the notebook can be downloaded from beside its page.
-    assert (site / "notebook/asynchronous-database-interaction/asynchronous-database-interaction.ipynb").is_file()
+    for lesson in LESSONS:
+        built_page(site, lesson.page_uri)
+        built_page(site, lesson.notebook_uri)
+        # include_source: the notebook can be downloaded from beside its page.
+        name = lesson.notebook.name
+        assert (site / lesson.notebook_uri.removesuffix(".ipynb") / name).is_file(), name
 
 
-def test_there_are_samples() -> None:
-    assert len(SAMPLES) >= 8, SAMPLES
+def test_every_lesson_has_samples() -> None:
+    assert LESSONS, "no lesson folder (code/chapter_NN/) found"
+    for lesson in LESSONS:
+        assert lesson.samples(), f"code/{lesson.name}/ has no samples"
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=snippet_id)
-def test_sample_is_runnable_on_the_chapter_page_with_its_exact_code(path: Path, chapter: str) -> None:
-    blocks = runnable_blocks(chapter)
+def test_sample_is_runnable_on_its_lesson_page_with_its_exact_code(path: Path, site: Path) -> None:
+    lesson = lesson_of(path)
+    blocks = runnable_blocks(built_page(site, lesson.page_uri))
     sid = snippet_id(path)
-    assert sid in blocks, f"{sid} is not shown as a runnable sample on the chapter page"
-    assert blocks[sid][1] == path.read_text(encoding="utf-8")
+    assert sid in blocks, (
+        f"{sid} is not shown as a runnable sample on docs/{lesson.page_uri}: "
+        "add its workshop-run block (docs/maintainers.md, 'Add a runnable sample')"
+    )
+    assert blocks[sid][1] == path.read_text(encoding="utf-8"), f"the page shows other code than code/{sid}.py"
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=snippet_id)
-def test_expected_output_follows_its_sample(path: Path, chapter: str) -> None:
+def test_expected_output_follows_its_sample(path: Path, site: Path) -> None:
+    sid = snippet_id(path)
     expected = path.with_suffix(".out")
-    assert expected.is_file(), f"{expected.name} is missing: run `python -m runner expected --write`"
-    start = runnable_blocks(chapter)[snippet_id(path)][0]
-    details = chapter.find("<details", start)
-    assert details != -1 and "Expected output" in chapter[details : details + 200]
-    code = _CODE.search(chapter, details)
+    assert expected.is_file(), f"code/{sid}.out is missing: record it with `{lessons.write_expected_command(sid)}`"
+    page = built_page(site, lesson_of(path).page_uri)
+    start = runnable_blocks(page)[sid][0]
+    details = page.find("<details", start)
+    assert details != -1 and "Expected output" in page[details : details + 200], (
+        f'no "Expected output" block after {sid}: include code/{sid}.out under it (docs/maintainers.md)'
+    )
+    code = _CODE.search(page, details)
     assert code is not None
-    assert text_of(code.group(1)) == expected.read_text(encoding="utf-8")
+    assert text_of(code.group(1)) == expected.read_text(encoding="utf-8"), f"the block after {sid} is not {sid}.out"
 
 
-def test_no_runnable_block_without_its_file(chapter: str) -> None:
+def test_no_runnable_block_without_its_file(site: Path) -> None:
     known = {snippet_id(p) for p in SAMPLES}
-    assert set(runnable_blocks(chapter)) <= known
+    for page in site.rglob("*.html"):
+        ids = {html.unescape(i) for i in _SNIPPET_BLOCK.findall(page.read_text(encoding="utf-8"))}
+        ids = {i.removeprefix("notebook/") for i in ids}
+        assert ids <= known, f"{page.relative_to(site)} has Run blocks for unknown samples: {sorted(ids - known)}"
 
 
-def test_notebook_cells_are_tagged_and_match_the_scripts(site: Path) -> None:
-    page = (site / "notebook/asynchronous-database-interaction/index.html").read_text(encoding="utf-8")
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda lesson: lesson.name)
+def test_notebook_cells_are_tagged_and_match_the_scripts(lesson: lessons.Lesson, site: Path) -> None:
+    page = built_page(site, lesson.notebook_uri)
+    samples = lesson.samples()
     tags = [m.group(1) for m in _SNIPPET_BLOCK.finditer(page)]
-    assert tags == ["notebook/" + snippet_id(p) for p in SAMPLES]
+    assert tags == ["notebook/" + snippet_id(p) for p in samples]
     shown = [text_of(m.group(1)).strip() for m in _NOTEBOOK_PRE.finditer(page)]
-    assert shown == [cell_source(p.read_text(encoding="utf-8")).strip() for p in SAMPLES]
+    assert shown == [cell_source(p.read_text(encoding="utf-8")).strip() for p in samples]
 
 
 def test_er_diagram_lists_the_five_tables(chapter: str) -> None:
@@ -120,8 +148,9 @@ def test_er_diagram_lists_the_five_tables(chapter: str) -> None:
         assert fk in diagram
 
 
-def test_runner_url_reaches_the_pages(site: Path) -> None:
-    page = (site / "chapter-05" / "index.html").read_text(encoding="utf-8")
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda lesson: lesson.name)
+def test_runner_url_reaches_the_pages(lesson: lessons.Lesson, site: Path) -> None:
+    page = built_page(site, lesson.page_uri)
     assert '<meta name="workshop-runner-url" content="">' in page
     assert "assets/workshop-run.js" in page and "assets/workshop-run.css" in page
 
@@ -159,3 +188,12 @@ def test_mermaid_is_vendored(site: Path) -> None:
     assert (site / "assets/mermaid/mermaid.min.js").stat().st_size > 1_000_000
     loader = (site / "assets/mermaid-loader.js").read_text(encoding="utf-8")
     assert "mermaid/mermaid.min.js" in loader
+
+
+def test_maintainers_page_shows_include_lines_as_written(site: Path) -> None:
+    raw = (REPO / "docs" / "maintainers.md").read_text(encoding="utf-8")
+    assert ";--8<--" not in raw, "the raw page must show include lines as a maintainer copies them"
+    assert '--8<-- "chapter_NN/09_listen_notify.py"' in raw
+    page = text_of(built_page(site, "maintainers.md"))
+    assert '--8<-- "chapter_NN/09_listen_notify.py"' in page
+    assert '--8<-- "chapter_NN/09_listen_notify.out"' in page

@@ -1,26 +1,100 @@
 """MkDocs build hook for the course site (registered under `hooks:` in mkdocs.yml).
 
-1. Notebook pages: mkdocs-jupyter does not render cell metadata, so the Run widget
+1. Maintainer mistakes fail the build (`--strict` turns these warnings into a
+   failure), each with the fix in the message: a lesson folder without a page, a
+   sample without expected output, a missing, stale or orphaned notebook, a page
+   left out of the nav, a `data-snippet` id that names no sample, and a sample
+   its lesson's page does not show.
+2. Notebook pages: mkdocs-jupyter does not render cell metadata, so the Run widget
    could not tell which snippet a cell is. Each rendered code cell carries its cell
    id (`id="cell-id=..."`); this hook looks the id up in the notebook and adds the
    cell's `metadata.workshop.snippet` as a `data-snippet` attribute.
-2. Offline: nbconvert's page template pulls MathJax and Mermaid from a CDN. The
+3. Offline: nbconvert's page template pulls MathJax and Mermaid from a CDN. The
    notebook uses neither, and the site must work with no network, so those script
    elements are dropped.
 """
 
 from __future__ import annotations
 
+import difflib
 import html
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
+
+from runner import lessons, notebook
+from runner.snippets import load_catalogue
+
+# A logger under "mkdocs." so that `mkdocs build --strict` counts its warnings.
+log = logging.getLogger("mkdocs.hooks.workshop")
 
 _CELL_ID = re.compile(r'id="cell-id=([^"]+)"')
 _SCRIPT = re.compile(r"<script\b([^>]*)>(.*?)</script>", re.S | re.I)
 _SRC = re.compile(r"""\bsrc\s*=\s*(["'])(.*?)\1""", re.I)
 _CDN_HINTS = ("cdnjs.cloudflare.com", "unpkg.com", "cdn.jsdelivr.net", "text/x-mathjax-config")
+_DATA_SNIPPET = re.compile(r'<[a-zA-Z][^<>]*?\bdata-snippet="([^"]*)"')  # on an element, not in shown code
+
+
+class _Build:
+    """What one build learns about the repository before it renders pages."""
+
+    root = Path.cwd()
+    known_snippets: frozenset[str] = frozenset()
+    shown: dict[str, set[str]] = {}  # noqa: RUF012 - one build at a time
+
+
+def on_config(config: Any, **_: Any) -> Any:
+    _Build.root = Path(config.config_file_path).resolve().parent
+    _Build.shown = {}
+    return config
+
+
+def on_files(files: Any, config: Any, **_: Any) -> Any:
+    root = _Build.root
+    for problem in lessons.problems(root) + notebook.problems(root):
+        log.warning(problem)
+    _Build.known_snippets = frozenset(load_catalogue(root / "code"))
+    return files
+
+
+def on_nav(nav: Any, config: Any, files: Any, **_: Any) -> Any:
+    in_nav = {page.file.src_uri for page in nav.pages}
+    for file in files.documentation_pages():
+        if file.inclusion.is_in_nav() and file.src_uri not in in_nav:
+            log.warning(
+                f"docs/{file.src_uri} is not in the nav: add it under `nav:` in mkdocs.yml "
+                "(or list it under `not_in_nav:` if it is meant to be reachable only by links)"
+            )
+    return nav
+
+
+def _check_snippet_ids(output: str, page: Any) -> None:
+    shown = {html.unescape(match.group(1)) for match in _DATA_SNIPPET.finditer(output)}
+    _Build.shown[page.file.src_uri] = shown
+    for snippet in sorted(shown - _Build.known_snippets):
+        close = difflib.get_close_matches(snippet, sorted(_Build.known_snippets), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"there is no code/{snippet}.py"
+        log.warning(
+            f'docs/{page.file.src_uri}: data-snippet="{snippet}" names no sample, so its Run button '
+            f"would fail: {hint} (a snippet id is the sample's path under code/ without .py)"
+        )
+
+
+def on_post_build(config: Any, **_: Any) -> None:
+    for lesson in lessons.lessons(_Build.root):
+        shown = _Build.shown.get(lesson.page_uri)
+        if shown is None:
+            continue  # no page, already reported
+        for sample in lesson.samples():
+            sid = lessons.snippet_id(_Build.root, sample)
+            if sid not in shown:
+                log.warning(
+                    f"code/{sid}.py is not shown on docs/{lesson.page_uri}: add a "
+                    f'<div class="workshop-run" data-snippet="{sid}" markdown> block that includes it '
+                    "(see docs/maintainers.md, 'Add a runnable sample')"
+                )
 
 
 def _snippets_by_cell_id(notebook: Path) -> dict[str, str]:
@@ -57,7 +131,8 @@ def _drop_cdn_scripts(output: str) -> str:
 
 
 def on_post_page(output: str, page: Any, config: Any, **_: Any) -> str:
-    if not page.file.src_uri.endswith(".ipynb"):
-        return output
-    output = _tag_cells(output, _snippets_by_cell_id(Path(page.file.abs_src_path)))
-    return _drop_cdn_scripts(output)
+    if page.file.src_uri.endswith(".ipynb"):
+        output = _tag_cells(output, _snippets_by_cell_id(Path(page.file.abs_src_path)))
+        output = _drop_cdn_scripts(output)
+    _check_snippet_ids(output, page)
+    return output
