@@ -1,4 +1,4 @@
-"""The notebook edition: generated from code/, committed up to date, valid, and runnable cell by cell."""
+"""The notebook editions, one per lesson: generated from code/, committed up to date, valid, runnable cell by cell."""
 
 from __future__ import annotations
 
@@ -8,53 +8,71 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from runner import notebook
-from runner.notebook import build_notebook, cell_source, chapter_scripts, render_notebook
+from runner import lessons, notebook
+from runner.notebook import build_notebook, cell_source, render_notebook
 
 REPO = Path(__file__).resolve().parent.parent
-COMMITTED = REPO / notebook.NOTEBOOK_PATH
+LESSONS = lessons.lessons(REPO)
+by_name = pytest.mark.parametrize("lesson", LESSONS, ids=lambda lesson: lesson.name)
 
 
-def test_committed_notebook_is_what_the_build_produces() -> None:
-    assert COMMITTED.is_file(), "run `python -m runner notebook` and commit the result"
-    assert COMMITTED.read_text(encoding="utf-8") == render_notebook(REPO), (
-        "the notebook is stale: run `python -m runner notebook`"
+@by_name
+def test_committed_notebook_is_what_the_build_produces(lesson: lessons.Lesson) -> None:
+    assert lesson.notebook.is_file(), f"docs/{lesson.notebook_uri} is missing: run `python -m runner notebook`"
+    assert lesson.notebook.read_text(encoding="utf-8") == render_notebook(REPO, lesson), (
+        f"docs/{lesson.notebook_uri} is stale: run `python -m runner notebook`"
     )
 
 
-def test_build_is_deterministic() -> None:
-    assert render_notebook(REPO) == render_notebook(REPO)
+def test_no_notebook_is_left_over_from_a_lesson_that_is_gone() -> None:
+    assert notebook.orphans(REPO) == [], "run `python -m runner notebook`: it removes them"
+    assert notebook.problems(REPO) == []
 
 
-def test_committed_notebook_validates() -> None:
-    nbformat.validate(nbformat.read(COMMITTED, as_version=4))
+@by_name
+def test_build_is_deterministic(lesson: lessons.Lesson) -> None:
+    assert render_notebook(REPO, lesson) == render_notebook(REPO, lesson)
 
 
-def test_one_code_cell_per_sample_in_chapter_order() -> None:
-    nb = build_notebook(REPO)
+@by_name
+def test_committed_notebook_validates(lesson: lessons.Lesson) -> None:
+    nbformat.validate(nbformat.read(lesson.notebook, as_version=4))
+
+
+@by_name
+def test_one_code_cell_per_sample_in_lesson_order(lesson: lessons.Lesson) -> None:
+    nb = build_notebook(REPO, lesson)
+    assert nb.metadata["workshop"] == {"lesson": lesson.name}
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
-    scripts = chapter_scripts(REPO)
-    assert [p.name for p in scripts][:2] == ["01_connect.py", "02_one_connection_two_queries.py"]
-    assert len(code_cells) == len(scripts) >= 8
+    scripts = lesson.samples()
+    assert [p.name for p in scripts] == sorted(p.name for p in scripts)
+    assert len(code_cells) == len(scripts) >= 1
     for cell, script in zip(code_cells, scripts, strict=True):
-        sid = script.relative_to(REPO / "code").with_suffix("").as_posix()
+        sid = lessons.snippet_id(REPO, script)
         assert cell.metadata == {"workshop": {"snippet": f"notebook/{sid}"}}
         assert cell.source == cell_source(script.read_text(encoding="utf-8"))
         assert cell.outputs == [] and cell.execution_count is None
-    # Every sample is introduced by a markdown cell.
+    # Every sample is introduced by a markdown cell; the first cell names the lesson.
     kinds = [cell.cell_type for cell in nb.cells]
     assert kinds[0] == "markdown"
+    assert nb.cells[0].source.startswith(f"# {lesson.title()} (notebook edition)")
     assert all(kinds[i - 1] == "markdown" for i, kind in enumerate(kinds) if kind == "code")
 
 
-def test_cells_compile_as_top_level_await_code() -> None:
+@by_name
+def test_cells_compile_as_top_level_await_code(lesson: lessons.Lesson) -> None:
     import ast
 
-    for script in chapter_scripts(REPO):
+    for script in lesson.samples():
         source = cell_source(script.read_text(encoding="utf-8"))
         compile(source, script.name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
         assert "__main__" not in source
         assert "asyncio.run(" not in source
+
+
+def test_chapter_5_keeps_its_notebook_address() -> None:
+    """Published links point at this notebook: retitling the chapter would move it."""
+    assert lessons.Lesson(REPO, "chapter_05").notebook_uri == "notebook/asynchronous-database-interaction.ipynb"
 
 
 # -- cell_source ------------------------------------------------------------
@@ -117,15 +135,77 @@ def test_script_without_guard_is_unchanged_but_for_trailing_blank_lines() -> Non
     assert cell_source("print(1)\n\n\n") == "print(1)"
 
 
+# -- explanations ------------------------------------------------------------
+
+
+def _lesson_with(tmp_path: Path, files: dict[str, str]) -> lessons.Lesson:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return lessons.Lesson(tmp_path, "chapter_07")
+
+
+def test_a_sample_is_introduced_by_its_md_file_else_by_its_docstring(tmp_path: Path) -> None:
+    lesson = _lesson_with(
+        tmp_path,
+        {
+            "docs/chapter-07/index.md": "---\ndescription: x\n---\n\n# Tasks and groups\n\ntext\n",
+            "code/chapter_07/01_tasks.py": '"""Start two tasks.\n\nThey run side by side.\n"""\nprint(1)\n',
+            "code/chapter_07/02_group.py": '"""A task group."""\nprint(2)\n',
+            "code/chapter_07/02_group.md": "## Groups\n\nWritten by hand.\n",
+            "code/chapter_07/03_bare.py": "print(3)\n",
+        },
+    )
+    assert lesson.notebook_uri == "notebook/tasks-and-groups.ipynb"
+    markdown = [cell.source for cell in build_notebook(tmp_path, lesson).cells if cell.cell_type == "markdown"]
+    assert markdown[0].startswith("# Tasks and groups (notebook edition)")
+    assert markdown[1:] == [
+        "## Start two tasks.\n\nThey run side by side.",
+        "## Groups\n\nWritten by hand.",
+        "## 03_bare",
+    ]
+
+
+def test_write_all_writes_each_lesson_and_removes_orphans(tmp_path: Path) -> None:
+    lesson = _lesson_with(
+        tmp_path,
+        {"docs/chapter-07/index.md": "# Tasks\n", "code/chapter_07/01_tasks.py": "print(1)\n"},
+    )
+    assert notebook.problems(tmp_path) == [
+        "docs/notebook/tasks.ipynb is missing: run `python -m runner notebook` and commit it"
+    ]
+    assert notebook.write_all(tmp_path) == ["wrote docs/notebook/tasks.ipynb"]
+    assert notebook.problems(tmp_path) == []
+    hand_made = tmp_path / "docs/notebook/by-hand.ipynb"
+    hand_made.write_text('{"cells": [], "metadata": {}}', encoding="utf-8")
+    lesson.page.write_text("# Tasks, retitled\n", encoding="utf-8")
+    assert notebook.problems(tmp_path) == [
+        "docs/notebook/tasks-retitled.ipynb is missing: run `python -m runner notebook` and commit it",
+        "docs/notebook/tasks.ipynb belongs to no lesson any more: `python -m runner notebook` removes it",
+    ]
+    assert notebook.write_all(tmp_path) == [
+        "wrote docs/notebook/tasks-retitled.ipynb",
+        "removed docs/notebook/tasks.ipynb (it belongs to no lesson any more)",
+    ]
+    assert hand_made.exists(), "a notebook the generator did not write is not its to remove"
+    assert notebook.main(["--check"], repo_root=tmp_path) == 0
+
+
 # -- the command ------------------------------------------------------------
 
 
 def test_main_writes_then_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "nb.ipynb"
-    assert notebook.main(["--check", "--output", str(target)]) == 1  # missing
-    assert notebook.main(["--output", str(target)]) == 0
+    assert notebook.main(["--check", "--output", str(target), "chapter_05"]) == 1  # missing
+    assert notebook.main(["--output", str(target), "chapter_05"]) == 0
     assert json.loads(target.read_text(encoding="utf-8"))["nbformat"] == 4
-    assert notebook.main(["--check", "--output", str(target)]) == 0
+    assert notebook.main(["--check", "--output", str(target), "chapter_05"]) == 0
     target.write_text(target.read_text(encoding="utf-8").replace("await main()", "main()", 1))
-    assert notebook.main(["--check", "--output", str(target)]) == 1
+    assert notebook.main(["--check", "--output", str(target), "chapter_05"]) == 1
     assert "out of date" in capsys.readouterr().err
+
+
+def test_main_checks_every_lesson_of_the_repository(capsys: pytest.CaptureFixture[str]) -> None:
+    assert notebook.main(["--check"]) == 0
+    assert "every notebook is up to date" in capsys.readouterr().out
