@@ -91,6 +91,28 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def zensical_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same mkdocs.yml built by Zensical (`make site-zensical`), in a copy of the repository.
+
+    A copy, because Zensical keeps a build cache (.cache/) in the folder it builds.
+    """
+    from .repo_copy import copy_repo, environment
+
+    repo = copy_repo(tmp_path_factory.mktemp("zensical") / "repo")
+    out = repo / "site-zensical"
+    result = subprocess.run(
+        [sys.executable, "-m", "zensical", "build", "--clean", "-f", "mkdocs.yml"],
+        cwd=repo,
+        env=environment(repo, WORKSHOP_BUILD_DIR=str(out)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"zensical build failed:\n{result.stdout}\n{result.stderr}"
+    return out
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
