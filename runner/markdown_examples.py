@@ -17,7 +17,8 @@ from typing import Any
 from markdown import Extension, Markdown
 from markdown.preprocessors import Preprocessor
 
-_FENCE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\s]*)")
+# A fence line; a backtick fence's info string holds no backtick (CommonMark), which tells it from inline code.
+_FENCE = re.compile(r"^[ \t]*(?:(?P<fence>`{3,})[ \t]*(?P<info>[^`\s]*)[^`]*|(?P<tilde>~{3,})[ \t]*(?P<tinfo>\S*).*)$")
 _INCLUDE_LINE = re.compile(r"""^(?P<space>[ \t]*)(?P<line>-+8<-+(?:[ \t]+(?:"[^"\n]*"|'[^'\n]*'))?)\r?$""")
 _MARKDOWN_LANGUAGES = {"markdown", "md"}
 SNIPPETS_PRIORITY = 32
@@ -31,12 +32,14 @@ def escape_example_includes(lines: list[str]) -> list[str]:
     example = False
     for line in lines:
         match = _FENCE.match(line)
+        marker = (match.group("fence") or match.group("tilde")) if match else None
+        info = (match.group("info") or match.group("tinfo") or "") if match else ""
         if fence is None:
-            if match:
-                fence = match.group("fence")
-                example = match.group("info").lower() in _MARKDOWN_LANGUAGES
-        elif match and match.group("fence")[0] == fence[0] and len(match.group("fence")) >= len(fence):
-            if not match.group("info"):
+            if marker:
+                fence = marker
+                example = info.lower() in _MARKDOWN_LANGUAGES
+        elif marker and marker[0] == fence[0] and len(marker) >= len(fence):
+            if not info:
                 fence, example = None, False
         elif example:
             include = _INCLUDE_LINE.match(line)

@@ -178,3 +178,8 @@ def test_with_pymdownx_snippets_the_example_shows_the_line_and_the_real_include_
 )
 def test_the_preview_rebuilds_for_content_only(tmp_path: Path, path: str, relevant: bool) -> None:
     assert is_relevant(str(tmp_path / path), tmp_path) is relevant
+
+
+def test_inline_code_at_the_start_of_a_line_is_not_a_fence() -> None:
+    lines = ["```` ```markdown ```` is inline code", "```markdown", "--8<-- 'a.py'", "```"]
+    assert escape_example_includes(lines)[2] == ";--8<-- 'a.py'"
