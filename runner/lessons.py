@@ -80,8 +80,13 @@ class Lesson:
 
 
 def lessons(root: Path = REPO_ROOT) -> list[Lesson]:
-    """Every lesson folder under `code/`, in course order."""
-    return [Lesson(root, p.name) for p in sorted((root / "code").glob(LESSON_GLOB)) if p.is_dir()]
+    """Every lesson folder under `code/`, in course order.
+
+    A folder counts once it holds a Python file (`__init__.py` will do), so one
+    left with only `__pycache__/` after its lesson was removed is not a lesson.
+    """
+    folders = sorted((root / "code").glob(LESSON_GLOB))
+    return [Lesson(root, p.name) for p in folders if p.is_dir() and any(p.glob("*.py"))]
 
 
 def sample_paths(root: Path = REPO_ROOT) -> list[Path]:

@@ -108,8 +108,11 @@ def test_expected_output_follows_its_sample(path: Path, site: Path) -> None:
     sid = snippet_id(path)
     expected = path.with_suffix(".out")
     assert expected.is_file(), f"code/{sid}.out is missing: record it with `{lessons.write_expected_command(sid)}`"
-    page = built_page(site, lesson_of(path).page_uri)
-    start = runnable_blocks(page)[sid][0]
+    lesson = lesson_of(path)
+    page = built_page(site, lesson.page_uri)
+    blocks = runnable_blocks(page)
+    assert sid in blocks, f"{sid} is not on docs/{lesson.page_uri}, so neither is its expected output"
+    start = blocks[sid][0]
     details = page.find("<details", start)
     assert details != -1 and "Expected output" in page[details : details + 200], (
         f'no "Expected output" block after {sid}: include code/{sid}.out under it (docs/maintainers.md)'

@@ -43,6 +43,7 @@ def test_lessons_are_the_chapter_folders_in_order(tmp_path: Path) -> None:
             "code/chapter_02/01_a.out": "hello\n",
             "code/utils.py": "",
             "code/chapter_03.txt": "not a folder",
+            "code/chapter_04/__pycache__/old.cpython-311.pyc": "left behind by a removed lesson",
             "docs/chapter-02/index.md": "---\ntitle: ignored\n---\n\n# First steps #\n\nText.\n",
         },
     )
