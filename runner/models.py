@@ -1,0 +1,206 @@
+"""The API's vocabulary as typed models: requests, every event kind, summaries, errors, health.
+
+One source of truth: the runner builds its answers from these models, validates
+what a sandbox sends against them where the bytes arrive, and generates the
+OpenAPI document from them (`runner/openapi.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+Status = Literal["ok", "error", "timeout", "killed", "cancelled"]
+STATUSES: tuple[Status, ...] = ("ok", "error", "timeout", "killed", "cancelled")
+Stream = Literal["stdout", "stderr"]
+
+MAX_SNIPPET_ID = 200
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+
+class RunRequest(Model):
+    """What the page sends: a published sample's id, and optionally edited code to run in its place."""
+
+    snippet: str = Field(min_length=1, max_length=MAX_SNIPPET_ID, description="A snippet id from /api/snippets.")
+    code: str | None = Field(default=None, description="Edited code; omit to run the published sample.")
+
+    @field_validator("snippet", "code")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None:
+            if "\0" in value:
+                raise ValueError("must not contain NUL characters")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("contains unpaired surrogates") from None
+        return value
+
+
+# -- what a run's database connections did --------------------------------------------------------
+
+
+class LatencyMs(Model):
+    p50: float
+    p95: float
+    max: float
+
+
+class ConnectionActivity(Model):
+    id: int = Field(description="Connections numbered in the order they opened.")
+    queries: int
+    errors: int
+    busy_seconds: float
+    intervals: list[tuple[float, float]] = Field(description="Busy intervals, merged to at most 300 per connection.")
+    errors_at: list[float]
+
+
+class PhaseActivity(Model):
+    name: str = Field(description="A function decorated with async_timed.")
+    start: float
+    end: float
+    queries: int
+    connections: int
+    max_concurrency: int = Field(description="Most queries in flight at once during the phase.")
+
+
+class StatementCount(Model):
+    sql: str
+    count: int
+
+
+class QuerySample(Model):
+    connection: int
+    start: float
+    end: float
+    sql: str
+    error: str | None
+
+
+class QueryActivity(Model):
+    """What the run's database connections did (times in seconds from the hand-over)."""
+
+    count: int
+    errors: int
+    latency_ms: LatencyMs
+    span: tuple[float, float]
+    max_concurrency: int = Field(description="Most queries in flight at one instant.")
+    connections: list[ConnectionActivity]
+    phases: list[PhaseActivity]
+    statements: list[StatementCount]
+    sample: list[QuerySample]
+    sample_truncated: bool
+    dropped: int
+
+
+# -- events --------------------------------------------------------------------------------------
+
+
+class StartedEvent(Model):
+    event: Literal["started"] = "started"
+    id: str
+    snippet: str
+
+
+class OutputEvent(Model):
+    event: Literal["output"] = "output"
+    stream: Stream
+    text: str
+    t: float = Field(description="Seconds since the code was handed over.")
+
+
+class TimingEvent(Model):
+    event: Literal["timing"] = "timing"
+    name: str = Field(max_length=200, description="The function decorated with async_timed.")
+    seconds: float
+    start: float = Field(description="When the call began, in seconds from the hand-over.")
+
+
+class QueriesEvent(QueryActivity):
+    event: Literal["queries"] = "queries"
+
+
+class Duration(Model):
+    """Seconds spent waiting for a slot, preparing the sandbox, running, and in all."""
+
+    queue: float = Field(ge=0)
+    setup: float = Field(ge=0)
+    run: float = Field(ge=0)
+    total: float = Field(ge=0)
+
+
+class RunResult(Model):
+    """How a run ended: the part of the summary that the streamed `finished` event carries."""
+
+    id: str
+    snippet: str
+    edited: bool
+    status: Status
+    exit_code: int | None
+    reason: str | None = Field(description="Why a run was stopped, in words a reader understands.")
+    truncated: bool = Field(description="Whether output was cut at the output limit.")
+    duration: Duration
+
+
+class FinishedEvent(RunResult):
+    event: Literal["finished"] = "finished"
+
+
+class RunSummary(RunResult):
+    """The answer to a run requested without streaming."""
+
+    output: list[OutputEvent]
+    timings: list[TimingEvent]
+    queries: QueryActivity | None = Field(description="Null when the code ran no query.")
+
+
+RunEvent = Annotated[
+    StartedEvent | OutputEvent | TimingEvent | QueriesEvent | FinishedEvent, Field(discriminator="event")
+]
+run_event_adapter: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)
+
+
+# -- what a sandbox's child may send on its events channel ----------------------------------------
+
+
+class ChildReady(Model):
+    event: Literal["ready"]
+    pid: int
+
+
+class ChildRunning(Model):
+    event: Literal["running"]
+
+
+ChildEvent = Annotated[ChildReady | ChildRunning | TimingEvent | QueriesEvent, Field(discriminator="event")]
+child_event_adapter: TypeAdapter[ChildEvent] = TypeAdapter(ChildEvent)
+
+
+# -- the other endpoints -------------------------------------------------------------------------
+
+
+class ErrorBody(Model):
+    error: str = Field(description="A stable code, e.g. bad_request, unknown_snippet, busy.")
+    detail: str = Field(description="What went wrong, for a person.")
+
+
+class SnippetInfo(Model):
+    id: str
+    title: str
+    path: str
+    sha256: str
+
+
+class SnippetList(Model):
+    snippets: list[SnippetInfo]
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")
