@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings, args.host, args.port)
     if args.command == "db":
         from .learner_db import serve_learner_database
-        from .postgres import PostgresUnavailable
+        from .errors import PostgresUnavailable
 
         try:
             asyncio.run(serve_learner_database(settings, port=args.port))

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import asyncpg
 
-from .postgres import PostgresUnavailable, ServerAddress
+from .errors import PostgresUnavailable
+from .postgres import ServerAddress
 from .template import SANDBOX_OWNER
 
 log = logging.getLogger("runner.databases")

@@ -16,7 +16,7 @@ from typing import Any
 
 from .events import Event
 from .pool import SandboxPool
-from .postgres import PostgresUnavailable
+from .errors import PostgresUnavailable
 from .sandbox import Job, Outcome, Sandbox, SandboxFailed
 from .settings import Settings
 from .snippets import Snippet
