@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
     if args.command == "db":
-        from .learner_db import serve_learner_database
         from .errors import PostgresUnavailable
+        from .learner_db import serve_learner_database
 
         try:
             asyncio.run(serve_learner_database(settings, port=args.port))

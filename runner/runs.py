@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import PostgresUnavailable
 from .events import Event
 from .pool import SandboxPool
-from .errors import PostgresUnavailable
 from .sandbox import Job, Outcome, Sandbox, SandboxFailed
 from .settings import Settings
 from .snippets import Snippet
