@@ -290,7 +290,9 @@ class V1Driver:
         return V1Group(name, folders)
 
     def close(self) -> None:
-        names = {child.name for base in self.bases.values() if base.is_dir() for child in base.iterdir() if child.is_dir()}
+        names = {
+            child.name for base in self.bases.values() if base.is_dir() for child in base.iterdir() if child.is_dir()
+        }
         for name in names:
             V1Group(name, {c: b / name for c, b in self.bases.items() if (b / name).is_dir()}).remove()
         for base in set(self.bases.values()):
