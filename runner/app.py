@@ -22,10 +22,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import __version__
+from .errors import PostgresUnavailable, Refused, ServiceUnavailable
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import openapi_schema
 from .ratelimit import RateLimiter, retry_after_header
-from .runs import Busy, Run, Unavailable, collect
+from .runs import Run, collect
 from .runtime import Runtime
 from .settings import Settings
 
@@ -97,7 +98,7 @@ class RunResponse(StreamingResponse):
 
     async def _lines(self) -> AsyncIterator[str]:
         async for event in self.run.events():
-            yield json.dumps(event) + "\n"
+            yield event.model_dump_json() + "\n"
 
     async def __call__(
         self,
@@ -145,8 +146,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         snippet = runtime.snippets.get(snippet_id)
         if snippet is None:
             raise ApiError(404, "unknown_snippet", f"there is no snippet {snippet_id!r}")
-        if code is not None and code != snippet.code and not settings.editing_enabled:
-            raise ApiError(403, "editing_disabled", "this runner only runs the published samples")
+        if code is not None and code != snippet.code and not runtime.editing_enabled(settings):
+            missing = runtime.missing_layers()
+            detail = "this runner only runs the published samples"
+            if settings.public and missing and settings.allow_edits is None:
+                detail += f" (edited code needs every isolation layer; missing: {', '.join(missing)})"
+            raise ApiError(403, "editing_disabled", detail)
         if not runtime.server.process_alive():
             runtime.postgres_healthy = False  # a warm sandbox would not notice until it connects
         if not runtime.postgres_healthy or runtime.service is None:
@@ -158,14 +163,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             )
         try:
             run = await runtime.service.start(snippet, code)
-        except Busy as busy:
-            raise ApiError(429, "busy", str(busy), {"Retry-After": str(busy.retry_after)}) from None
-        except Unavailable as error:
+        except Refused as refused:
+            raise ApiError(429, refused.code, refused.detail, refused.headers) from None
+        except ServiceUnavailable as error:
             log.warning("cannot prepare a sandbox: %s", error)
-            runtime.postgres_healthy = False  # the watchdog confirms, restarts if it can, and clears it
-            raise ApiError(
-                503, "database_unavailable", f"cannot prepare a sandbox: {error}", {"Retry-After": "2"}
-            ) from None
+            if isinstance(error, PostgresUnavailable):
+                runtime.postgres_healthy = False  # the watchdog confirms, restarts if it can, and clears it
+            raise ApiError(503, error.code, f"cannot prepare a sandbox: {error}", error.headers) from None
         if NDJSON in request.headers.get("accept", ""):
             return RunResponse(run)
         try:
@@ -197,10 +201,18 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             },
             "isolation": {
                 "launcher": runtime.launcher.name,
-                "layers": list(runtime.launcher.layers),
-                "missing": list(runtime.launcher.missing),
+                "layers": runtime.layers(),
+                "missing": runtime.missing_layers(),
+                "cgroups": runtime.cgroups.version if runtime.cgroups else None,
+                "limits": {
+                    "memory_bytes": settings.run_memory,
+                    "processes": settings.run_pids,
+                    "cpus": settings.run_cpus,
+                    "output_bytes": settings.output_limit,
+                    "seconds": settings.run_timeout,
+                },
             },
-            "editing": settings.editing_enabled,
+            "editing": runtime.editing_enabled(settings),
             "public": settings.public,
         }
         return JSONResponse(body, 200 if ok else 503)

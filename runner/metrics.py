@@ -58,7 +58,7 @@ class Metrics:
 
     def observe(self, run: Run) -> None:
         self.runs.labels(run.outcome.status).inc()
-        duration = run.summary(include_streams=False)["duration"]
+        duration = run.result().duration.model_dump()
         for phase in PHASES:
             self.durations.labels(phase).observe(duration[phase])
 

@@ -54,13 +54,14 @@ class Settings:
     allow_edits: bool | None = _setting(
         "WORKSHOP_ALLOW_EDITS",
         None,
-        'Accept edited code (`"code"` in the request); refused ones get 403. Unset: on locally, off in public mode.',
+        'Accept edited code (`"code"` in the request); refused ones get 403. Unset: on, except in public mode '
+        "while an isolation layer is missing (`serve --no-edits` turns it off).",
     )
     public: bool = _setting(
         "WORKSHOP_PUBLIC",
         False,
-        "Public mode (`serve --public`): editing off unless allowed, a per-client rate limit, and no start "
-        "without full sandbox isolation.",
+        "Public mode (`serve --public`): a per-client rate limit, no start without full sandbox isolation, and "
+        "edited code only while every isolation layer is in force.",
     )
     allow_weak_isolation: bool = _setting(
         "WORKSHOP_ALLOW_WEAK_ISOLATION",
@@ -71,6 +72,21 @@ class Settings:
         "WORKSHOP_SANDBOX",
         "auto",
         "`auto` (bubblewrap when it works here), `bubblewrap` (fail without it) or `plain` (no namespaces).",
+    )
+    cgroups: str = _setting(
+        "WORKSHOP_CGROUPS",
+        "auto",
+        "A control group per run: `auto` (cgroup v2 where delegated, else v1; none if neither is writable), "
+        "`required` (fail to start without) or `off`.",
+    )
+    run_memory: int = _setting(
+        "WORKSHOP_RUN_MEMORY",
+        512 * 1024 * 1024,
+        "Bytes of memory one run may use across all its processes, files in its /tmp included (cgroup limit).",
+    )
+    run_pids: int = _setting("WORKSHOP_RUN_PIDS", 64, "Processes and threads one run may have at once (cgroup limit).")
+    run_cpus: float = _setting(
+        "WORKSHOP_RUN_CPUS", 1.0, "CPU cores one run may use at most, across its processes (cgroup limit)."
     )
     rate_limit: int = _setting(
         "WORKSHOP_RATE_LIMIT",
@@ -110,10 +126,6 @@ class Settings:
         "restart cleans up its own orphans and never another replica's.",
     )
     log_level: str = _setting("WORKSHOP_LOG_LEVEL", "INFO", "Python logging level of the runner's log.")
-
-    @property
-    def editing_enabled(self) -> bool:
-        return self.allow_edits if self.allow_edits is not None else not self.public
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from runner.app import create_app
+from runner.runtime import Runtime
 from runner.snippets import load_catalogue
 
 from .conftest import LiveRunner, runner_settings
@@ -187,8 +188,8 @@ def test_postgres_down_gets_503_and_the_runner_recovers(live_runner: LiveRunner)
 
 
 @pytest.mark.anyio
-async def test_public_mode_turns_editing_off_and_limits_each_client(live_runner: LiveRunner) -> None:
-    app = create_app(runner_settings(public=True, rate_limit=2), runtime=live_runner.runtime)
+async def test_public_mode_with_no_edits_refuses_them_and_limits_each_client(live_runner: LiveRunner) -> None:
+    app = create_app(runner_settings(public=True, rate_limit=2, allow_edits=False), runtime=live_runner.runtime)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://runner") as client:
         edited = await client.post("/api/runs", json={"snippet": SNIPPET, "code": "print('edited')"})
         assert_error(edited, 403, "editing_disabled")
@@ -213,3 +214,14 @@ async def test_cors_allows_the_listed_origins_only(live_runner: LiveRunner) -> N
     assert refused.status_code == 400
     assert "access-control-allow-origin" not in refused.headers
     assert listing.headers["access-control-allow-origin"] == "https://course.example"
+
+
+def test_public_mode_accepts_edits_exactly_when_every_layer_is_in_force(live_runner: LiveRunner) -> None:
+    public = runner_settings(public=True)
+    assert live_runner.runtime.missing_layers() == [], "this machine is expected to have every layer"
+    assert live_runner.runtime.editing_enabled(public)
+    assert not live_runner.runtime.editing_enabled(runner_settings(public=True, allow_edits=False))
+    weak = Runtime(public)  # not started: the plain launcher and no cgroups
+    assert "cgroups" in weak.missing_layers() and "pid-namespace" in weak.missing_layers()
+    assert not weak.editing_enabled()
+    assert weak.editing_enabled(runner_settings(public=False))

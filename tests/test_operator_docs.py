@@ -157,8 +157,9 @@ def test_the_documented_metrics_are_the_exported_ones(live_runner: LiveRunner) -
     assert documented, "metrics.md lists no metric"
     for name, labels in documented.items():
         assert name in families, f"{name} is documented but not exported"
-        series = [s for sample, found in samples.items() if sample == name or sample.startswith(name + "_")
-                  for s in found]
+        series = [
+            s for sample, found in samples.items() if sample == name or sample.startswith(name + "_") for s in found
+        ]
         assert series, f"{name} has no samples"
         for label in labels:
             assert any(label in s for s in series), f"{name} has no `{label}` label"
