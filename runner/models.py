@@ -136,6 +136,13 @@ class Duration(Model):
     total: float = Field(ge=0)
 
 
+class Resources(Model):
+    """What the run's processes used, as its control group counted it."""
+
+    memory_peak_bytes: int = Field(description="Most memory the run's processes held at once.")
+    cpu_seconds: float = Field(description="CPU time of all the run's processes.")
+
+
 class RunResult(Model):
     """How a run ended: the part of the summary that the streamed `finished` event carries."""
 
@@ -147,6 +154,7 @@ class RunResult(Model):
     reason: str | None = Field(description="Why a run was stopped, in words a reader understands.")
     truncated: bool = Field(description="Whether output was cut at the output limit.")
     duration: Duration
+    resources: Resources | None = Field(default=None, description="Null where runs have no control group.")
 
 
 class FinishedEvent(RunResult):

@@ -21,6 +21,7 @@ from .models import (
     OutputEvent,
     QueriesEvent,
     QueryActivity,
+    Resources,
     RunEvent,
     RunResult,
     RunSummary,
@@ -107,6 +108,9 @@ class Run:
                 run=round(self.outcome.run_seconds, 4),
                 total=round(end - self.queued_at, 4),
             ),
+            resources=None
+            if self.outcome.memory_peak is None or self.outcome.cpu_seconds is None
+            else Resources(memory_peak_bytes=self.outcome.memory_peak, cpu_seconds=round(self.outcome.cpu_seconds, 4)),
         )
 
     def summary(self) -> RunSummary:

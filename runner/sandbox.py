@@ -79,6 +79,8 @@ class Outcome:
     truncated: bool = False
     reason: str | None = None
     run_seconds: float = 0.0
+    memory_peak: int | None = None
+    cpu_seconds: float | None = None
 
 
 @dataclass
@@ -246,6 +248,8 @@ class Sandbox:
 
     def _conclude(self, job: Job, outcome: Outcome, stops: list[tuple[Status, str, bool]]) -> None:
         usage = self.cgroup.usage() if self.cgroup is not None else None
+        if usage is not None:
+            outcome.memory_peak, outcome.cpu_seconds = usage.memory_peak, usage.cpu_seconds
         if usage is not None and usage.oom_kills and (not stops or stops[0][0] != "timeout"):
             mib = self.env.limits.memory // (1024 * 1024)
             stops.insert(0, ("killed", f"memory limit of {mib} MiB reached", False))
