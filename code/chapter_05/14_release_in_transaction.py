@@ -14,7 +14,16 @@ def show_warning(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> No
 
 
 async def main() -> None:
-    asyncio.get_running_loop().set_exception_handler(show_warning)
+    loop = asyncio.get_running_loop()
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(show_warning)
+    try:
+        await lend_twice()
+    finally:
+        loop.set_exception_handler(previous_handler)
+
+
+async def lend_twice() -> None:
     async with asyncpg.create_pool(
         host="127.0.0.1",
         port=5432,
@@ -34,7 +43,6 @@ async def main() -> None:
         async with pool.acquire() as conn:
             print("the next borrower: in a transaction?", conn.is_in_transaction())
             print("the next borrower: brand 9999 exists?", await conn.fetchval(BRAND_EXISTS))
-
 
 if __name__ == "__main__":
     asyncio.run(main())
