@@ -30,11 +30,11 @@ async def main() -> None:
 
     print("formatted into the SQL:")
     rows = await find_brand_formatted(conn, typed)
-    print(f"  {len(rows)} brands returned: the whole table")
+    print(f"  {len(rows)} brands returned")
 
     print("passed as $1:")
     rows = await find_brand(conn, typed)
-    print(f"  {len(rows)} brands returned: no brand has that odd name")
+    print(f"  {len(rows)} brands returned")
 
     honest = "Ben's"
     print(f"and an honest name with an apostrophe, {honest}, formatted:")
@@ -43,7 +43,7 @@ async def main() -> None:
     except asyncpg.PostgresSyntaxError as error:
         print(f"  {type(error).__name__}: {error}")
     rows = await find_brand(conn, honest)
-    print(f"  passed as $1: {len(rows)} brands returned, and no error")
+    print(f"  passed as $1: {len(rows)} brands returned")
     await conn.close()
 
 

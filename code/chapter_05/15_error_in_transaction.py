@@ -30,6 +30,7 @@ async def main() -> None:
     print("  rows kept:", await conn.fetch("SELECT brand_id FROM favourite ORDER BY 1"))
 
     print("with a savepoint (a transaction inside the transaction) around the risky insert:")
+    await conn.execute("TRUNCATE favourite")  # start again from an empty table
     async with conn.transaction():
         await conn.execute("INSERT INTO favourite VALUES (1)")
         try:
