@@ -190,7 +190,7 @@ again.""",
 `command_timeout` gives every query on the connection a time limit; the `timeout=`
 argument of one call replaces it for that call.""",
     "chapter_05/13_async_with": """\
-## Connection lifetime with `async with`
+## Connection lifetime
 
 A pool opened with `async with` is closed when the block ends; a connection from
 `pool.acquire()` goes back to the pool when its block ends, even when the block
