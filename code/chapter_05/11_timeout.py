@@ -27,7 +27,7 @@ async def main() -> None:
     # asyncpg sent the server a cancel request; the next query on this connection
     # waits until the server has confirmed it, then runs as usual.
     print("the same connection answers again:", await conn.fetchval("SELECT 'yes'"))
-    print("all of that took less than a second:", time.perf_counter() - started < 1)
+    print("back well before the ten seconds the query asked for:", time.perf_counter() - started < 5)
 
     sleeping = await watcher.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep%'"
