@@ -33,15 +33,84 @@ INTRO = """\
 # Asynchronous database interaction (notebook edition)
 
 The samples of the chapter *Asynchronous database interaction*, one cell each, in
-the order the chapter presents them. On the course site every cell has a **Run**
-button that executes it against a fresh copy of the products database.
+the order the chapter presents them. On the course site every sample cell has a
+**Run** button that executes it against a fresh copy of the products database.
 
-To run the notebook on your own machine, start Jupyter from the repository root
-(the samples import `code.utils`) and serve the seeded database first with
-`make db`: it listens on `127.0.0.1:5432`, user `postgres`, password `password`.
+To run the notebook on your own machine, serve the seeded database first with
+`make db` (it listens on `127.0.0.1:5432`, user `postgres`, password `password`).
+Then start Jupyter with the repository's environment as its kernel, for example
+`.venv/bin/pip install jupyterlab` once and `.venv/bin/jupyter lab`, open this
+notebook and run the setup cell below before the samples.
 
 Jupyter already runs an event loop, so the cells end with `await main()` where the
 scripts in `code/` call `asyncio.run(main())`."""
+
+SETUP_INTRO = """\
+## Setup (local Jupyter only)
+
+The samples import `from code.utils import async_timed`, where `code` is the
+lesson's own package, in the `code/` folder of the repository. Python's standard
+library also has a module called `code`, and IPython imports it while it starts,
+so without this cell the import finds the wrong `code` and fails. The cell finds
+the repository (above the folder Jupyter started in, or else where the `runner`
+package of its environment comes from), puts it first on `sys.path` and forgets
+the standard library's module. On the course site the runner does this for you.
+
+If port 5432 is taken on your machine, serve the database on another one
+(`python -m runner db --port 5433`) and set `WORKSHOP_DB_PORT=5433` in the
+environment before starting Jupyter: the cell then sends the samples'
+`port=5432` connections there."""
+
+SETUP_CELL = """\
+import os
+import sys
+from pathlib import Path
+
+
+def find_repository() -> Path:
+    \"\"\"The checkout holding code/utils.py: above the current folder, or where `runner` is installed from.\"\"\"
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "code" / "utils.py").is_file():
+            return folder
+    import importlib.util
+
+    runner = importlib.util.find_spec("runner")
+    if runner is not None and runner.origin is not None:
+        folder = Path(runner.origin).resolve().parent.parent
+        if (folder / "code" / "utils.py").is_file():
+            return folder
+    raise RuntimeError("start Jupyter inside the repository, or with its environment (make venv)")
+
+
+repository = str(find_repository())
+if repository in sys.path:
+    sys.path.remove(repository)
+sys.path.insert(0, repository)
+if not hasattr(sys.modules.get("code"), "__path__"):
+    sys.modules.pop("code", None)  # the standard library's `code`, imported by IPython
+
+port = os.environ.get("WORKSHOP_DB_PORT")
+if port:
+    import functools
+
+    import asyncpg
+
+    def on_port(open_connection):
+        \"\"\"Send connections made to port 5432 to the port `make db` really listens on.\"\"\"
+
+        @functools.wraps(open_connection)
+        def call(*args, **kwargs):
+            if kwargs.get("port") == 5432:
+                kwargs["port"] = int(port)
+            return open_connection(*args, **kwargs)
+
+        return call
+
+    asyncpg.connect = on_port(asyncpg.connect)
+    asyncpg.create_pool = on_port(asyncpg.create_pool)
+
+print(f"lesson code from {repository}; database port {port or 5432}")"""
 
 # One short explanation per sample, keyed by snippet id. A sample without an
 # entry falls back to the first line of its module docstring.
@@ -50,7 +119,8 @@ EXPLANATIONS: dict[str, str] = {
 ## Connect
 
 `asyncpg.connect` opens a single connection; awaiting it yields to the event loop
-while the TCP handshake and the login happen.""",
+while the TCP handshake and the login happen. `get_server_version()` is not
+awaited: it sends nothing, it reads the version the server announced at login.""",
     "chapter_05/02_one_connection_two_queries": """\
 ## Two queries, one connection
 
@@ -63,11 +133,14 @@ in progress*.""",
 A pool keeps several connections open. Each coroutine borrows one with
 `pool.acquire()`, so the two queries really do run side by side.""",
     "chapter_05/04_pool_vs_sequential": """\
-## 10,000 queries, one by one and concurrently
+## 10,000 queries, concurrently and one by one
 
-The same 10,000 queries through a pool of 6 connections. `fetchrow` lets Postgres
-stop at the first matching row, so each query is cheap and the whole cell takes
-seconds; the concurrent run finishes several times sooner.""",
+The same 10,000 queries through a pool of 6 connections, first all at once with
+`gather`, then one after the other. `fetchrow` lets Postgres stop at the first
+matching row, so each query is cheap and the whole cell takes seconds. How much
+sooner the concurrent half finishes depends on how long each query waits: with
+the database on the same machine the gap is small and varies with the free CPU
+cores; across a network, where every round trip takes longer, it grows.""",
     "chapter_05/05_transaction": """\
 ## A transaction that rolls back
 
@@ -87,10 +160,53 @@ type is `AsyncGenerator[int, None]`: the yielded type first, then the sent type.
     "chapter_05/08_cursor": """\
 ## Streaming rows with a cursor
 
-`conn.cursor()` fetches rows in batches as the loop asks for them instead of loading
-the whole result. Postgres cursors only exist inside a transaction, hence
+`conn.cursor()` returns an asynchronous iterable (a cursor factory, not a
+generator): `async for` over it declares a cursor on the server and fetches the
+rows in batches as the loop asks for them, instead of loading the whole result.
+Postgres cursors only exist inside a transaction, hence
 `async with conn.transaction()`; without it asyncpg raises
 `NoActiveSQLTransactionError`.""",
+    "chapter_05/09_query_methods": """\
+## The query methods
+
+`fetch` returns every row, `fetchrow` the first, `fetchval` one value, `execute`
+the server's status and `executemany` runs one statement per tuple of arguments.
+Values always travel as parameters, `$1`, `$2`, never inside the SQL text.""",
+    "chapter_05/10_sql_injection": """\
+## Why SQL is never built by formatting strings
+
+A value formatted into the SQL text can change the query: the crafted name returns
+every brand, and an honest name with an apostrophe is a syntax error. As `$1` the
+same strings are only values.""",
+    "chapter_05/11_timeout": """\
+## Giving up on a slow query
+
+`asyncio.timeout` cancels the waiting task; asyncpg then asks the server to cancel
+the query too, so nothing keeps sleeping there, and the connection can be used
+again.""",
+    "chapter_05/12_command_timeout": """\
+## A timeout for every query
+
+`command_timeout` gives every query on the connection a time limit; the `timeout=`
+argument of one call replaces it for that call.""",
+    "chapter_05/13_async_with": """\
+## Connection lifetime
+
+A pool opened with `async with` is closed when the block ends; a connection from
+`pool.acquire()` goes back to the pool when its block ends, even when the block
+fails, and using it afterwards raises `InterfaceError`.""",
+    "chapter_05/14_release_in_transaction": """\
+## A connection released inside a transaction
+
+asyncpg resets a connection before lending it again: it warns about the open
+transaction and rolls it back, so the next borrower never sees the uncommitted
+insert.""",
+    "chapter_05/15_error_in_transaction": """\
+## An error inside a transaction
+
+After a failed statement, PostgreSQL refuses every other statement of the
+transaction, and its COMMIT becomes a rollback. A nested `conn.transaction()` is a
+savepoint: it rolls back only its own part.""",
 }
 
 
@@ -148,7 +264,10 @@ def _docstring_summary(source: str) -> str:
 
 
 def build_notebook(repo_root: Path = REPO_ROOT, chapter: str = CHAPTER) -> NotebookNode:
-    """Build the notebook edition: an introduction, then a markdown and a code cell per sample.
+    """Build the notebook edition: an introduction, a setup cell, then a markdown and a code cell per sample.
+
+    The setup cell only matters in a local Jupyter; it carries no snippet, so the
+    site shows it without a Run button.
 
     Cell ids are derived from the snippet ids so that building twice gives
     byte-identical files (the `--check` relies on it).
@@ -156,7 +275,11 @@ def build_notebook(repo_root: Path = REPO_ROOT, chapter: str = CHAPTER) -> Noteb
     nbformat = _nbformat()
     v4 = nbformat.v4
 
-    cells = [v4.new_markdown_cell(INTRO, id="intro")]
+    cells = [
+        v4.new_markdown_cell(INTRO, id="intro"),
+        v4.new_markdown_cell(SETUP_INTRO, id="md-setup"),
+        v4.new_code_cell(SETUP_CELL, id="setup"),
+    ]
     for script in chapter_scripts(repo_root, chapter):
         sid = snippet_id(repo_root, script)
         source = script.read_text(encoding="utf-8")

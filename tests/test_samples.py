@@ -13,8 +13,8 @@ from .conftest import LiveRunner, output_text
 SAMPLE_IDS = [p.relative_to(CODE_DIR).with_suffix("").as_posix() for p in sample_paths()]
 
 
-def test_the_chapter_has_its_eight_samples() -> None:
-    assert len(SAMPLE_IDS) == 8
+def test_the_chapter_has_its_fifteen_samples() -> None:
+    assert len(SAMPLE_IDS) == 15
     assert "chapter_05/03_pool" in SAMPLE_IDS
 
 
