@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .changes import DatabaseChanges, after_run
 from .events import Event
 from .pool import SandboxPool
 from .postgres import PostgresUnavailable
@@ -53,6 +54,7 @@ class Run:
     output: list[Event] = field(default_factory=list)
     timings: list[Event] = field(default_factory=list)
     queries: dict[str, Any] | None = None
+    changes: DatabaseChanges | None = None
     started: bool = False
     finished_at: float | None = None
 
@@ -74,6 +76,8 @@ class Run:
                 elif event["event"] == "queries":
                     self.queries = {k: v for k, v in event.items() if k != "event"}
                 yield event
+            # before close(): the release that follows drops the database
+            self.changes = await after_run(self.service.pool.factory, self.sandbox.database.name)
         except (asyncio.CancelledError, GeneratorExit):
             self.outcome.status = "cancelled"
             self.outcome.reason = "the client went away"
@@ -107,6 +111,7 @@ class Run:
                 "run": round(self.outcome.run_seconds, 4),
                 "total": round(end - self.queued_at, 4),
             },
+            "changes": self.changes.model_dump() if self.changes else None,
         }
         if include_streams:
             summary["output"] = self.output
