@@ -291,6 +291,13 @@ async function openEditor(state, doc, { focus }) {
     });
     state.view = view;
     const host = el("div", { class: "workshop-run__editor" });
+    // The published code's size, line height and padding (they differ between a
+    // chapter and the notebook), so the editor takes exactly its room.
+    const shown = getComputedStyle(state.codeNode);
+    host.style.setProperty("--workshop-code-size", shown.fontSize);
+    const ratio = parseFloat(shown.lineHeight) / parseFloat(shown.fontSize);
+    if (ratio > 0) host.style.setProperty("--workshop-code-line", String(Math.round(ratio * 1000) / 1000));
+    host.style.setProperty("--workshop-code-pad", `${shown.paddingTop} 0 ${shown.paddingBottom}`);
     host.append(view.dom);
     state.host = host;
     if (state.codeNode !== state.pre) {
@@ -1064,9 +1071,10 @@ function drawTimeline(state) {
   }
   // Before the first query: opening connections (a pool opens all of its own).
   if (firstQuery && x(firstQuery) - x(0) >= 3) {
-    svg("rect", { class: "workshop-run__gap", x: x(0), y: lanesTop - 4,
-      width: x(firstQuery) - x(0), height: lanesBottom - lanesTop + 8 }, null, bands);
-    const gapLabel = svg("text", { class: "workshop-run__svg-tick", x: x(0) + 3, y: lanesTop - 6 },
+    svg("rect", { class: "workshop-run__gap", x: x(0), y: top + 14,
+      width: x(firstQuery) - x(0), height: lanesBottom - top - 10 }, null, bands);
+    // In a row of its own, above the room the failed queries' names take.
+    const gapLabel = svg("text", { class: "workshop-run__svg-tick", x: x(0) + 3, y: top + 11 },
       `connecting ${ms(firstQuery * 1000)}`, node);
     fit(gapLabel, Math.max(0, x(firstQuery) - x(0) - 4));
   }

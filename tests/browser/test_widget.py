@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from .test_concurrency_view import contrast
+from .test_concurrency_view import assert_legible, contrast
 
 CHAPTER = "/chapter-05/"
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
@@ -126,6 +126,22 @@ def test_codemirror_edits_python(page: Page, runner_url: str) -> None:
     raising = block.locator(".cm-line").nth(3)
     expect(raising).to_contain_text("raise ValueError")
     expect(block.locator(".cm-lineNumbers .cm-gutterElement", has_text=re.compile(r"^4$"))).to_have_count(1)
+
+
+def test_a_notebook_cell_edits_in_place(page: Page, runner_url: str) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=runner_url)
+    page.goto(runner_url + "/notebook/asynchronous-database-interaction/")
+    cell = sample(page, "notebook/chapter_05/07_async_generator")
+    before = page_y(run_button(cell))
+    cell.get_by_role("button", name="Edit").click()
+    expect(editor(cell)).to_be_focused()
+    assert abs(page_y(run_button(cell)) - before) <= 1  # the cell's own size and line height
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\nprint('after')")
+    page.keyboard.press("Control+Enter")
+    expect(output(cell)).to_have_text("0\n1\n2\nafter\n")
+    cell.locator("clipboard-copy").click()  # the notebook's own copy button
+    assert str(page.evaluate("navigator.clipboard.readText()")).endswith("await main()\nprint('after')")
 
 
 def test_edits_persist_and_reset_can_be_undone(page: Page, runner_url: str) -> None:
@@ -377,6 +393,7 @@ def test_a_phone(browser: Any, runner_url: str, artifacts: Path) -> None:
         block = sample(page, "chapter_05/05_transaction")
         run_button(block).click()
         expect(status(block)).to_contain_text("Done in")
+        assert_legible(block.locator("svg.workshop-run__timeline"))  # the gap and the error named, apart
         set_code(block, block.locator("pre code").inner_text())
         for button in block.locator(".workshop-run__btn:visible").all():
             box = button.bounding_box()
@@ -387,7 +404,7 @@ def test_a_phone(browser: Any, runner_url: str, artifacts: Path) -> None:
         assert published.evaluate("c => parseFloat(getComputedStyle(c).fontSize)") >= 16
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 0, "the page scrolls sideways"
-        block.locator(".workshop-run__bar").scroll_into_view_if_needed()
+        block.locator(".workshop-run__bar").evaluate("bar => bar.scrollIntoView({block: 'start'})")
         page.screenshot(path=artifacts / "widget-mobile.png")
         assert run_axe(page) == []
     finally:
