@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv system-packages serve test lint bench db site notebook expected clean
+.PHONY: venv system-packages serve test lint bench db site notebook expected vendor clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,13 @@ expected: $(STAMP)
 
 notebook: $(STAMP)
 	$(PY) -m runner notebook
+
+# The front-end files under docs/assets/vendor/ (and tests/browser/vendor/axe.min.js) are built
+# from package-lock.json and committed: the site and the tests need no npm. Run this after
+# changing package.json (`npm install --package-lock-only` first) to rebuild them.
+vendor:
+	npm ci --no-audit --no-fund
+	node docs/assets/vendor/build.mjs
 
 clean:
 	rm -rf site test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from .changes import DatabaseChanges
+
 Status = Literal["ok", "error", "timeout", "killed", "cancelled"]
 STATUSES: tuple[Status, ...] = ("ok", "error", "timeout", "killed", "cancelled")
 Stream = Literal["stdout", "stderr"]
@@ -155,6 +157,9 @@ class RunResult(Model):
     truncated: bool = Field(description="Whether output was cut at the output limit.")
     duration: Duration
     resources: Resources | None = Field(default=None, description="Null where runs have no control group.")
+    changes: DatabaseChanges | None = Field(
+        default=None, description="What the run committed to its database; null when it could not be read."
+    )
 
 
 class FinishedEvent(RunResult):

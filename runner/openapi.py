@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
+from .changes import DatabaseChanges
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -49,7 +50,13 @@ def openapi_schema() -> dict[str, Any]:
         "reason": {"type": ["string", "null"], "description": "Why a run was stopped, if it was."},
         "truncated": {"type": "boolean"},
         "duration": {"$ref": "#/components/schemas/Duration"},
+        "changes": {
+            "anyOf": [{"$ref": "#/components/schemas/DatabaseChanges"}, {"type": "null"}],
+            "description": "What the run left in its database compared with the template; null when unknown.",
+        },
     }
+    changes = DatabaseChanges.model_json_schema(ref_template="#/components/schemas/{model}")
+    changes_defs = changes.pop("$defs", {})
     interval = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
     queries = {
         "type": ["object", "null"],
@@ -215,6 +222,8 @@ def openapi_schema() -> dict[str, Any]:
                 "Output": output,
                 "Timing": timing,
                 "Queries": queries,
+                "DatabaseChanges": changes,
+                **changes_defs,
                 "RunSummary": {
                     "type": "object",
                     "required": [*summary_required, "output", "timings", "queries"],

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .changes import DatabaseChanges, after_run
+from .databases import DatabaseFactory
 from .errors import Busy, PostgresUnavailable, SandboxFailed
 from .models import (
     Duration,
@@ -54,6 +56,7 @@ class Run:
     output: list[OutputEvent] = field(default_factory=list)
     timings: list[TimingEvent] = field(default_factory=list)
     queries: QueryActivity | None = None
+    changes: DatabaseChanges | None = None
     started: bool = False
     finished_at: float | None = None
 
@@ -75,6 +78,10 @@ class Run:
                 elif isinstance(event, QueriesEvent):
                     self.queries = QueryActivity(**event.model_dump(exclude={"event"}))
                 yield event
+            # before close(): the release that follows drops the database
+            databases = self.service.pool.env.databases
+            if isinstance(databases, DatabaseFactory):
+                self.changes = await after_run(databases, self.sandbox.database.name)
         except (asyncio.CancelledError, GeneratorExit):
             self.outcome.status = "cancelled"
             self.outcome.reason = "the client went away"
@@ -111,6 +118,7 @@ class Run:
             resources=None
             if self.outcome.memory_peak is None or self.outcome.cpu_seconds is None
             else Resources(memory_peak_bytes=self.outcome.memory_peak, cpu_seconds=round(self.outcome.cpu_seconds, 4)),
+            changes=self.changes,
         )
 
     def summary(self) -> RunSummary:

@@ -7,6 +7,9 @@
 2. Offline: nbconvert's page template pulls MathJax and Mermaid from a CDN. The
    notebook uses neither, and the site must work with no network, so those script
    elements are dropped.
+3. Every runnable sample (`data-snippet`) gets `data-sha256`, the digest of its
+   published code (the one /api/snippets gives): the widget keeps a reader's edit
+   tied to it, and sets the edit aside when the sample changes.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 _CELL_ID = re.compile(r'id="cell-id=([^"]+)"')
 _SCRIPT = re.compile(r"<script\b([^>]*)>(.*?)</script>", re.S | re.I)
 _SRC = re.compile(r"""\bsrc\s*=\s*(["'])(.*?)\1""", re.I)
+_SNIPPET_ATTR = re.compile(r'data-snippet="([^"]+)"')
 _CDN_HINTS = ("cdnjs.cloudflare.com", "unpkg.com", "cdn.jsdelivr.net", "text/x-mathjax-config")
 
 
@@ -56,8 +60,20 @@ def _drop_cdn_scripts(output: str) -> str:
     return _SCRIPT.sub(keep, output)
 
 
+def _add_hashes(output: str) -> str:
+    from runner.snippets import load_catalogue
+
+    catalogue = load_catalogue()
+
+    def add(match: re.Match[str]) -> str:
+        snippet = catalogue.get(html.unescape(match.group(1)))
+        return match.group(0) if snippet is None else f'{match.group(0)} data-sha256="{snippet.sha256}"'
+
+    return _SNIPPET_ATTR.sub(add, output)
+
+
 def on_post_page(output: str, page: Any, config: Any, **_: Any) -> str:
-    if not page.file.src_uri.endswith(".ipynb"):
-        return output
-    output = _tag_cells(output, _snippets_by_cell_id(Path(page.file.abs_src_path)))
-    return _drop_cdn_scripts(output)
+    if page.file.src_uri.endswith(".ipynb"):
+        output = _tag_cells(output, _snippets_by_cell_id(Path(page.file.abs_src_path)))
+        output = _drop_cdn_scripts(output)
+    return _add_hashes(output)
