@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import PostgresUnavailable
+from . import errors
+from .errors import Busy, PostgresUnavailable
 from .events import Event
 from .pool import SandboxPool
 from .sandbox import Job, Outcome, Sandbox, SandboxFailed
@@ -24,15 +25,7 @@ from .snippets import Snippet
 log = logging.getLogger("runner.runs")
 
 
-class Busy(Exception):
-    """Too many runs waiting; `retry_after` is a hint in whole seconds."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"the runner is busy; retry in {retry_after} s")
-        self.retry_after = retry_after
-
-
-class Unavailable(Exception):
+class Unavailable(errors.SandboxFailed):
     """A sandbox could not be prepared (the database is down, or the child failed)."""
 
 

@@ -317,14 +317,15 @@
     clearInterval(state.timer);
     var d = summary.duration || {};
     var took = seconds(d.run);
-    var messages = {
+    // One entry per final status of a run (tests/test_contract.py keeps the keys in step with the runner's).
+    var STATUS_WORDS = {
       ok: ["ok", "Done in " + took],
       error: ["error", "Failed (exit " + summary.exit_code + ") in " + took],
       timeout: ["timeout", "Timed out after " + took],
       killed: ["error", "Killed after " + took + " (" + (summary.reason || "a resource limit was reached") + ")"],
       cancelled: ["stopped", "Cancelled"],
     };
-    var message = messages[summary.status] || ["error", "Finished: " + summary.status];
+    var message = STATUS_WORDS[summary.status] || ["error", "Finished: " + summary.status];
     if (summary.truncated) {
       message = [message[0], message[1] + " — output truncated"];
       append(state, "stderr", "\n[output truncated by the runner]\n");
