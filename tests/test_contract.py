@@ -14,6 +14,7 @@ from typing import Any, get_args
 
 import httpx
 import pytest
+import schemathesis
 
 from runner import errors
 from runner.app import create_app, parse_run_request
@@ -103,6 +104,11 @@ def test_the_document_discriminates_every_event_kind() -> None:
     run_event = openapi_schema()["components"]["schemas"]["RunEvent"]
     assert run_event["discriminator"]["propertyName"] == "event"
     assert set(run_event["discriminator"]["mapping"]) == event_kinds()
+
+
+def test_the_document_is_valid_openapi() -> None:
+    """Checked against the OpenAPI meta-schema of the version it names (3.2: `itemSchema` is not 3.1)."""
+    schemathesis.openapi.from_dict(openapi_schema()).validate()
 
 
 def test_every_reference_in_the_document_resolves() -> None:
