@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from .changes import DatabaseChanges
 
@@ -215,5 +215,102 @@ class SnippetList(Model):
     snippets: list[SnippetInfo]
 
 
+class PostgresHealth(Model):
+    kind: str = Field(description="`embedded` (the runner's own cluster) or `external` (WORKSHOP_DATABASE_URL).")
+    healthy: bool = Field(description="False from a failed check until the watchdog sees PostgreSQL answer again.")
+
+
+class PoolHealth(Model):
+    size: int = Field(description="How many sandboxes the pool keeps warm.")
+    ready: int
+    busy: int
+
+
+class RunsHealth(Model):
+    running: int
+    waiting: int
+    max_concurrent: int
+    max_queue: int
+
+
+class RunLimits(Model):
+    """What one run may use."""
+
+    memory_bytes: int
+    processes: int
+    cpus: float
+    output_bytes: int
+    seconds: float
+
+
+class IsolationHealth(Model):
+    """The launcher and the layers in force; further keys describe limits as the runner learns them."""
+
+    model_config = ConfigDict(extra="allow")
+
+    launcher: str
+    layers: list[str]
+    missing: list[str] = Field(description="Layers this host cannot provide.")
+    cgroups: str | None = Field(default=None, description="The cgroup version runs are limited with, if any.")
+    limits: RunLimits | None = None
+
+
+class Health(Model):
+    """The answer of /api/health: 200 when runs can be served, 503 (degraded) when PostgreSQL is not."""
+
+    status: Literal["ok", "degraded"]
+    version: str
+    postgres: PostgresHealth
+    pool: PoolHealth
+    runs: RunsHealth
+    isolation: IsolationHealth
+    editing: bool = Field(description="Whether edited code is accepted.")
+    public: bool
+
+
 def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
+
+
+MAX_NAMED, MAX_NAME = 10, 80  # a hostile body may hold thousands of long keys
+
+
+def explain(error: ValidationError) -> str:
+    """A validation error as one sentence a person can act on, e.g. the detail of a 400.
+
+    Unknown fields come first (a misspelt field is also a missing one), then each
+    other problem as `"field" should ...`; the offending values are left out, as
+    they may be large or hostile.
+    """
+    problems = error.errors(include_url=False, include_input=False)
+    unknown = sorted(_where(p["loc"]) for p in problems if p["type"] == "extra_forbidden")
+    parts = [f"unknown field(s): {', '.join(unknown[:MAX_NAMED])}"] if unknown else []
+    if len(unknown) > MAX_NAMED:
+        parts[0] += f" and {len(unknown) - MAX_NAMED} more"
+    for problem in problems:
+        if problem["type"] == "extra_forbidden":
+            continue
+        where = _where(problem["loc"])
+        phrase = _phrase(problem["type"], problem["msg"], problem.get("ctx"))
+        if where:
+            phrase = f'"{where}" {phrase}'
+        elif phrase.startswith("should "):
+            phrase = f"the value {phrase}"
+        parts.append(phrase)
+    return "; ".join(parts) or str(error)
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    where = ".".join(str(part) for part in loc)
+    return where if len(where) <= MAX_NAME else where[: MAX_NAME - 1] + "…"
+
+
+def _phrase(kind: str, message: str, context: dict[str, Any] | None) -> str:
+    if kind == "missing":
+        return "is required"
+    if kind == "value_error" and context and "error" in context:
+        return str(context["error"])
+    _, _, rest = message.partition(" ")
+    if rest.startswith("should "):  # "Input should be a valid string" -> "should be a valid string"
+        return rest
+    return message[:1].lower() + message[1:]

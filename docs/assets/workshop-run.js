@@ -623,14 +623,15 @@ function clearPanel(state) {
 function finish(state, summary) {
   const d = summary.duration || {};
   const took = seconds(d.run);
-  const messages = {
+  // one entry per run status of the API (runner/models.py STATUSES; a test keeps them in step)
+  const STATUS_WORDS = {
     ok: ["ok", `Done in ${took}`],
     error: ["error", `Failed (exit ${summary.exit_code}) in ${took}`],
     timeout: ["timeout", `Timed out after ${took}`],
     killed: ["error", `Killed after ${took} (${inKib(summary.reason || "a resource limit was reached")})`],
     cancelled: ["stopped", "Cancelled"],
   };
-  let [kind, message] = messages[summary.status] || ["error", `Finished: ${summary.status}`];
+  let [kind, message] = STATUS_WORDS[summary.status] || ["error", `Finished: ${summary.status}`];
   if (summary.truncated) {
     message += " — output truncated";
     queueOutput(state, "stderr", "\n[output truncated by the runner]\n");
