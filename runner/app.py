@@ -24,8 +24,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import __version__, errors
+from .capacity import derive_slots
 from .metrics import CONTENT_TYPE, Metrics
 from .models import (
+    ClientShare,
     ErrorBody,
     Health,
     IsolationHealth,
@@ -150,6 +152,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         await runtime.start()
         assert runtime.service is not None
         runtime.service.on_finish.append(metrics.observe)
+        runtime.service.admission.on_refusal = metrics.refused
         try:
             yield
         finally:
@@ -160,9 +163,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if content_type != JSON:
             raise errors.UnsupportedMediaType("send the request as application/json")
         asked = parse_run_request(await read_body(request, settings.max_body))
+        client = request.client.host if request.client else "unknown"
         if limiter is not None:
-            wait = limiter.take(request.client.host if request.client else "unknown")
+            wait = limiter.take(client)
             if wait:
+                metrics.refused("rate_limited")
                 detail = f"too many runs from your address; retry in {retry_after_header(wait)} s"
                 raise errors.Refused(detail, wait, code="rate_limited")
         snippet = runtime.snippets.get(asked.snippet)
@@ -180,7 +185,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if not runtime.postgres_healthy or runtime.service is None:
             raise errors.PostgresUnavailable("PostgreSQL is not available right now; retry shortly")
         try:
-            run = await runtime.service.start(snippet, code)  # a full queue raises errors.Refused: a 429 as it is
+            run = await runtime.service.start(snippet, code, client)  # a full queue or share: errors.Refused, a 429
         except errors.PostgresUnavailable as error:
             log.warning("cannot prepare a sandbox, PostgreSQL is unavailable: %s", error)
             runtime.postgres_healthy = False  # the watchdog confirms, restarts if it can, and clears it
@@ -216,6 +221,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 running=service.running if service else 0,
                 waiting=service.waiting if service else 0,
                 max_concurrent=settings.max_concurrent_runs,
+                max_concurrent_rule=derive_slots(settings.run_memory).rule
+                if settings.max_concurrent_runs == derive_slots(settings.run_memory).slots
+                else "WORKSHOP_MAX_CONCURRENT_RUNS",
+                per_client=ClientShare.model_validate(settings.share(), from_attributes=True),
                 max_queue=settings.max_queue,
             ),
             isolation=IsolationHealth(

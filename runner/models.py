@@ -226,11 +226,21 @@ class PoolHealth(Model):
     busy: int
 
 
+class ClientShare(Model):
+    """What one client may take: runs at once, runs waiting, run time per minute (0: unlimited)."""
+
+    per_client: int
+    client_queue: int
+    run_seconds_per_minute: float
+
+
 class RunsHealth(Model):
     running: int
     waiting: int
     max_concurrent: int
+    max_concurrent_rule: str = Field(description="How max_concurrent was derived, or the setting that fixed it.")
     max_queue: int
+    per_client: ClientShare
 
 
 class RunLimits(Model):

@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .admission import Admission
 from .changes import DatabaseChanges, after_run
 from .databases import DatabaseFactory
-from .errors import Busy, PostgresUnavailable, SandboxFailed
+from .errors import PostgresUnavailable, SandboxFailed
 from .models import (
     Duration,
     FinishedEvent,
@@ -51,6 +52,7 @@ class Run:
     queued_at: float
     admitted_at: float
     ready_at: float
+    client: str = "local"
     id: str = field(default_factory=lambda: secrets.token_hex(6))
     outcome: Outcome = field(default_factory=Outcome)
     output: list[OutputEvent] = field(default_factory=list)
@@ -126,39 +128,39 @@ class Run:
 
 
 class RunService:
-    def __init__(self, settings: Settings, pool: SandboxPool) -> None:
+    """Admits runs (fairly between clients), hands each a sandbox, and accounts for how they ended."""
+
+    def __init__(self, settings: Settings, pool: SandboxPool, admission: Admission | None = None) -> None:
         self.settings = settings
         self.pool = pool
-        self._slots = asyncio.Semaphore(settings.max_concurrent_runs)
-        self.waiting = 0
-        self.running = 0
-        self._recent_run_seconds = 1.0
+        self.admission = admission or Admission(settings.max_concurrent_runs, settings.max_queue, settings.share())
         self.counts: dict[str, int] = {}
         self.on_finish: list[Callable[[Run], None]] = []
 
-    async def start(self, snippet: Snippet, code: str | None) -> Run:
-        """Wait for a slot and a sandbox; raises Busy or Unavailable before anything is sent."""
-        if self.waiting >= self.settings.max_queue:
-            raise Busy(self.retry_after())
+    @property
+    def running(self) -> int:
+        return self.admission.running
+
+    @property
+    def waiting(self) -> int:
+        return self.admission.waiting
+
+    async def start(self, snippet: Snippet, code: str | None, client: str = "local") -> Run:
+        """Wait for a slot and a sandbox; raises Refused or ServiceUnavailable before anything is sent."""
         queued_at = time.perf_counter()
-        self.waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
+        await self.admission.acquire(client)
         admitted_at = time.perf_counter()
         try:
             sandbox = await self.pool.take()
         except (PostgresUnavailable, SandboxFailed):
-            self._slots.release()
+            self.admission.release(client, 0.0)
             raise
         except OSError as error:
-            self._slots.release()
+            self.admission.release(client, 0.0)
             raise SandboxFailed(f"cannot prepare a sandbox: {error}") from error
         except BaseException:
-            self._slots.release()
+            self.admission.release(client, 0.0)
             raise
-        self.running += 1
         edited = code is not None and code != snippet.code
         return Run(
             self,
@@ -169,16 +171,15 @@ class RunService:
             queued_at,
             admitted_at,
             time.perf_counter(),
+            client=client,
         )
 
     def finish(self, run: Run) -> None:
-        self.running -= 1
-        self._slots.release()
+        self.admission.release(run.client, run.outcome.run_seconds)
         self.pool.release(run.sandbox)
         self.counts[run.outcome.status] = self.counts.get(run.outcome.status, 0) + 1
         for callback in self.on_finish:
             callback(run)
-        self._recent_run_seconds = 0.8 * self._recent_run_seconds + 0.2 * run.outcome.run_seconds
         d = run.result().duration
         log.info(
             "run %s snippet=%s%s status=%s exit=%s queue=%.3fs setup=%.3fs run=%.3fs total=%.3fs db=%s%s",
@@ -194,11 +195,6 @@ class RunService:
             run.sandbox.database.name,
             f" reason={run.outcome.reason!r}" if run.outcome.reason else "",
         )
-
-    def retry_after(self) -> float:
-        """Roughly how long until the queue drains: waiting runs times a recent run's length."""
-        per_slot = (self.waiting + 1) / max(1, self.settings.max_concurrent_runs)
-        return per_slot * self._recent_run_seconds
 
 
 async def collect(run: Run) -> dict[str, Any]:

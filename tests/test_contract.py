@@ -163,7 +163,7 @@ class RefusingService:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    async def start(self, snippet: Snippet, code: str | None) -> Any:
+    async def start(self, snippet: Snippet, code: str | None, client: str = "local") -> Any:
         raise self.error
 
 

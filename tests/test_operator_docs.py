@@ -35,7 +35,7 @@ DYNAMIC_DEFAULTS: dict[str, tuple[str, Any]] = {
         lambda: platformdirs.user_cache_path("asyncio-workshop"),
     ),
     "site_dir": ("`site/` in the repository (`/app/site` in the image)", lambda: REPO_ROOT / "site"),
-    "max_concurrent_runs": ("the number of CPUs, at least 2", lambda: max(2, os.cpu_count() or 1)),
+    "max_concurrent_runs": ("`0`: derived (see fair share in the isolation page)", lambda: 0),
     "instance": ("the host name", socket.gethostname),
 }
 
