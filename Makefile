@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv system-packages serve preview test test-content lint bench db site site-zensical notebook expected clean
+.PHONY: venv system-packages serve preview test test-content lint bench db site site-zensical notebook expected vendor clean
 
 venv: $(STAMP)
 
@@ -61,6 +61,13 @@ expected: $(STAMP)
 
 notebook: $(STAMP)
 	$(PY) -m runner notebook
+
+# The front-end files under docs/assets/vendor/ (and tests/browser/vendor/axe.min.js) are built
+# from package-lock.json and committed: the site and the tests need no npm. Run this after
+# changing package.json (`npm install --package-lock-only` first) to rebuild them.
+vendor:
+	npm ci --no-audit --no-fund
+	node docs/assets/vendor/build.mjs
 
 clean:
 	rm -rf site site-zensical .cache test-artifacts .pytest_cache .mypy_cache .ruff_cache

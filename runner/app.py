@@ -1,7 +1,8 @@
 """The HTTP API (and the built site at `/`), as a Starlette application.
 
-Every error is JSON `{"error": code, "detail": text}` with a 4xx status for bad
-input; a 500 would mean a bug in the runner, never in the request.
+Every error is JSON `{"error": code, "detail": text}`: the exception tree of
+`runner/errors.py` maps to it in one handler, routing's 404 and 405 in another.
+Bad input is a 4xx; a 500 would mean a bug in the runner, never in the request.
 """
 
 from __future__ import annotations
@@ -12,78 +13,105 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Mutable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import __version__
+from . import __version__, errors
+from .capacity import derive_slots
 from .metrics import CONTENT_TYPE, Metrics
+from .models import (
+    ClientShare,
+    ErrorBody,
+    Health,
+    IsolationHealth,
+    PoolHealth,
+    PostgresHealth,
+    RunLimits,
+    RunRequest,
+    RunsHealth,
+    SnippetInfo,
+    SnippetList,
+    explain,
+)
 from .openapi import openapi_schema
 from .ratelimit import RateLimiter, retry_after_header
-from .runs import Busy, Run, Unavailable, collect
+from .runs import Run, collect
 from .runtime import Runtime
 from .settings import Settings
 
 log = logging.getLogger("runner.app")
+JSON = "application/json"
 NDJSON = "application/x-ndjson"
-MAX_SNIPPET_ID = 200
 
 
-class ApiError(HTTPException):
-    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status, detail, headers)
-        self.error = error
+def to_json(value: BaseModel | Mapping[str, Any]) -> str:
+    """One JSON document from a model (or a mapping with the same fields)."""
+    return value.model_dump_json() if isinstance(value, BaseModel) else json.dumps(value)
 
 
-def error_response(status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status, headers=headers)
+def json_response(
+    value: BaseModel | Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(to_json(value), status, headers, media_type=JSON)
+
+
+def error_response(status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> Response:
+    return json_response(ErrorBody(error=error, detail=detail), status, headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "too_large", f"the request body is larger than {limit} bytes")
+        raise errors.TooLarge(f"the request body is larger than {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise ApiError(413, "too_large", f"the request body is larger than {limit} bytes")
+            raise errors.TooLarge(f"the request body is larger than {limit} bytes")
     return bytes(body)
 
 
-def parse_run_request(body: bytes) -> tuple[str, str | None]:
+def parse_run_request(body: bytes) -> RunRequest:
+    """The body as a RunRequest, or a BadRequest whose detail says what to change."""
     try:
         data = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
-        raise ApiError(400, "bad_encoding", "the body must be UTF-8 encoded JSON") from None
+        raise errors.BadRequest("the body must be UTF-8 encoded JSON", "bad_encoding") from None
     except ValueError as error:
-        raise ApiError(400, "bad_json", f"the body is not valid JSON: {error}") from None
+        raise errors.BadRequest(f"the body is not valid JSON: {error}", "bad_json") from None
+    except RecursionError:
+        raise errors.BadRequest("the body is not valid JSON: nested too deeply", "bad_json") from None
     if not isinstance(data, dict):
-        raise ApiError(400, "bad_request", "the body must be a JSON object")
-    unknown = sorted(set(data) - {"snippet", "code"})
-    if unknown:
-        raise ApiError(400, "bad_request", f"unknown field(s): {', '.join(unknown)}")
-    snippet = data.get("snippet")
-    if not isinstance(snippet, str) or not snippet:
-        raise ApiError(400, "bad_request", '"snippet" must be a non-empty string')
-    if len(snippet) > MAX_SNIPPET_ID or "\0" in snippet:
-        raise ApiError(400, "bad_request", '"snippet" is not a valid snippet id')
-    code = data.get("code")
-    if code is not None:
-        if not isinstance(code, str):
-            raise ApiError(400, "bad_request", '"code" must be a string')
-        if "\0" in code:
-            raise ApiError(400, "bad_request", '"code" must not contain NUL characters')
-        try:
-            code.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ApiError(400, "bad_request", '"code" contains unpaired surrogates') from None
-    return snippet, code
+        raise errors.BadRequest("the body must be a JSON object")
+    try:
+        return RunRequest.model_validate(data)
+    except ValidationError as error:
+        raise errors.BadRequest(explain(error)) from None
+
+
+async def workshop_error(request: Request, exc: Exception) -> Response:
+    """The one mapping of the exception tree to the JSON envelope."""
+    assert isinstance(exc, errors.WorkshopError)
+    return error_response(exc.status, exc.code, exc.detail, exc.headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Routing's own refusals (no such route, wrong method), in the same envelope."""
+    assert isinstance(exc, HTTPException)
+    error = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, error, str(exc.detail), exc.headers)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal", "the runner hit an unexpected error; see its log")
 
 
 class RunResponse(StreamingResponse):
@@ -97,7 +125,7 @@ class RunResponse(StreamingResponse):
 
     async def _lines(self) -> AsyncIterator[str]:
         async for event in self.run.events():
-            yield json.dumps(event) + "\n"
+            yield to_json(event) + "\n"
 
     async def __call__(
         self,
@@ -117,12 +145,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     limiter = RateLimiter(settings.rate_limit) if settings.public and settings.rate_limit > 0 else None
 
     metrics = Metrics(runtime)
+    openapi_document = json.dumps(openapi_schema())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.start()
         assert runtime.service is not None
         runtime.service.on_finish.append(metrics.observe)
+        runtime.service.admission.on_refusal = metrics.refused
         try:
             yield
         finally:
@@ -130,104 +160,101 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     async def create_run(request: Request) -> Response:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            raise ApiError(415, "unsupported_media_type", "send the request as application/json")
-        snippet_id, code = parse_run_request(await read_body(request, settings.max_body))
+        if content_type != JSON:
+            raise errors.UnsupportedMediaType("send the request as application/json")
+        asked = parse_run_request(await read_body(request, settings.max_body))
+        client = request.client.host if request.client else "unknown"
         if limiter is not None:
-            wait = limiter.take(request.client.host if request.client else "unknown")
+            wait = limiter.take(client)
             if wait:
-                raise ApiError(
-                    429,
-                    "rate_limited",
-                    f"too many runs from your address; retry in {wait:.0f} s",
-                    {"Retry-After": retry_after_header(wait)},
-                )
-        snippet = runtime.snippets.get(snippet_id)
+                metrics.refused("rate_limited")
+                detail = f"too many runs from your address; retry in {retry_after_header(wait)} s"
+                raise errors.Refused(detail, wait, code="rate_limited")
+        snippet = runtime.snippets.get(asked.snippet)
         if snippet is None:
-            raise ApiError(404, "unknown_snippet", f"there is no snippet {snippet_id!r}")
-        if code is not None and code != snippet.code and not settings.editing_enabled:
-            raise ApiError(403, "editing_disabled", "this runner only runs the published samples")
+            raise errors.UnknownSnippet(f"there is no snippet {asked.snippet!r}")
+        code = asked.code
+        if code is not None and code != snippet.code and not runtime.editing_enabled(settings):
+            missing = runtime.missing_layers()
+            detail = "this runner only runs the published samples"
+            if settings.public and missing and settings.allow_edits is None:
+                detail += f" (edited code needs every isolation layer; missing: {', '.join(missing)})"
+            raise errors.EditingDisabled(detail)
         if not runtime.server.process_alive():
             runtime.postgres_healthy = False  # a warm sandbox would not notice until it connects
         if not runtime.postgres_healthy or runtime.service is None:
-            raise ApiError(
-                503,
-                "database_unavailable",
-                "PostgreSQL is not available right now; retry shortly",
-                {"Retry-After": "2"},
-            )
+            raise errors.PostgresUnavailable("PostgreSQL is not available right now; retry shortly")
         try:
-            run = await runtime.service.start(snippet, code)
-        except Busy as busy:
-            raise ApiError(429, "busy", str(busy), {"Retry-After": str(busy.retry_after)}) from None
-        except Unavailable as error:
-            log.warning("cannot prepare a sandbox: %s", error)
+            run = await runtime.service.start(snippet, code, client)  # a full queue or share: errors.Refused, a 429
+        except errors.PostgresUnavailable as error:
+            log.warning("cannot prepare a sandbox, PostgreSQL is unavailable: %s", error)
             runtime.postgres_healthy = False  # the watchdog confirms, restarts if it can, and clears it
-            raise ApiError(
-                503, "database_unavailable", f"cannot prepare a sandbox: {error}", {"Retry-After": "2"}
-            ) from None
+            raise
+        except errors.ServiceUnavailable as error:
+            log.warning("cannot prepare a sandbox: %s", error)  # not PostgreSQL's doing: health stays as it is
+            raise
         if NDJSON in request.headers.get("accept", ""):
             return RunResponse(run)
         try:
-            return JSONResponse(await collect(run))
+            return json_response(await collect(run))
         finally:
             run.close()
 
     async def list_snippets(request: Request) -> Response:
-        return JSONResponse({"snippets": [s.describe() for s in runtime.snippets.values()]})
+        listing = SnippetList(snippets=[SnippetInfo.model_validate(s.describe()) for s in runtime.snippets.values()])
+        return json_response(listing)
 
     async def health(request: Request) -> Response:
         pool = runtime.pool
         service = runtime.service
         ok = runtime.postgres_healthy and service is not None
-        body = {
-            "status": "ok" if ok else "degraded",
-            "version": __version__,
-            "postgres": {"kind": runtime.server.kind, "healthy": runtime.postgres_healthy},
-            "pool": {
-                "size": settings.pool_size,
-                "ready": pool.ready if pool else 0,
-                "busy": pool.busy if pool else 0,
-            },
-            "runs": {
-                "running": service.running if service else 0,
-                "waiting": service.waiting if service else 0,
-                "max_concurrent": settings.max_concurrent_runs,
-                "max_queue": settings.max_queue,
-            },
-            "isolation": {
-                "launcher": runtime.launcher.name,
-                "layers": list(runtime.launcher.layers),
-                "missing": list(runtime.launcher.missing),
-            },
-            "editing": settings.editing_enabled,
-            "public": settings.public,
-        }
-        return JSONResponse(body, 200 if ok else 503)
+        body = Health(
+            status="ok" if ok else "degraded",
+            version=__version__,
+            postgres=PostgresHealth(kind=runtime.server.kind, healthy=runtime.postgres_healthy),
+            pool=PoolHealth(
+                size=settings.pool_size,
+                ready=pool.ready if pool else 0,
+                busy=pool.busy if pool else 0,
+            ),
+            runs=RunsHealth(
+                running=service.running if service else 0,
+                waiting=service.waiting if service else 0,
+                max_concurrent=settings.max_concurrent_runs,
+                max_concurrent_rule=derive_slots(settings.run_memory).rule
+                if settings.max_concurrent_runs == derive_slots(settings.run_memory).slots
+                else "WORKSHOP_MAX_CONCURRENT_RUNS",
+                per_client=ClientShare.model_validate(settings.share(), from_attributes=True),
+                max_queue=settings.max_queue,
+            ),
+            isolation=IsolationHealth(
+                launcher=runtime.launcher.name,
+                layers=runtime.layers(),
+                missing=runtime.missing_layers(),
+                cgroups=runtime.cgroups.version if runtime.cgroups else None,
+                limits=RunLimits(
+                    memory_bytes=settings.run_memory,
+                    processes=settings.run_pids,
+                    cpus=settings.run_cpus,
+                    output_bytes=settings.output_limit,
+                    seconds=settings.run_timeout,
+                ),
+            ),
+            editing=runtime.editing_enabled(settings),
+            public=settings.public,
+        )
+        return json_response(body, 200 if ok else 503)
 
     async def prometheus(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_schema())
+        return Response(openapi_document, media_type=JSON)
 
     async def api_not_found(request: Request) -> Response:
         if request.url.path in api_paths:
             return error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}")
         return error_response(404, "not_found", f"no API route {request.url.path}")
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        error = (
-            exc.error
-            if isinstance(exc, ApiError)
-            else {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        )
-        return error_response(exc.status_code, error, str(exc.detail), exc.headers)
-
-    async def internal_error(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal", "the runner hit an unexpected error; see its log")
 
     api: list[Route] = [
         Route("/api/runs", create_run, methods=["POST"]),
@@ -256,7 +283,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_error, Exception: internal_error},
+        exception_handlers={errors.WorkshopError: workshop_error, HTTPException: http_error, Exception: internal_error},
     )
     app.state.runtime = runtime
     return app

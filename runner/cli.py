@@ -19,8 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="serve the site and the run API on one port")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--public", action="store_true", help="public mode: no edits, rate limit, full isolation")
-    serve.add_argument("--allow-edits", action="store_true", help="accept edited code even in public mode")
+    serve.add_argument("--public", action="store_true", help="public mode: rate limit, full isolation required")
+    serve.add_argument("--allow-edits", action="store_true", help="accept edited code even with a layer missing")
+    serve.add_argument("--no-edits", action="store_true", help="run the published samples only")
     serve.add_argument(
         "--allow-weak-isolation", action="store_true", help="serve publicly even without namespaces (not advised)"
     )
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["public"] = True
     if getattr(args, "allow_edits", False):
         overrides["allow_edits"] = True
+    if getattr(args, "no_edits", False):
+        overrides["allow_edits"] = False
     if getattr(args, "allow_weak_isolation", False):
         overrides["allow_weak_isolation"] = True
     settings = Settings.from_env(**overrides)
@@ -67,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return asyncio.run(preview(settings, args.host, args.port))
     if args.command == "db":
+        from .errors import PostgresUnavailable
         from .learner_db import serve_learner_database
-        from .postgres import PostgresUnavailable
 
         try:
             asyncio.run(serve_learner_database(settings, port=args.port))

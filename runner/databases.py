@@ -11,12 +11,15 @@ import contextlib
 import hashlib
 import logging
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
-from .postgres import PostgresUnavailable, ServerAddress
+from .changes import template_objects
+from .errors import PostgresUnavailable
+from .postgres import ServerAddress
 from .template import SANDBOX_OWNER
 
 log = logging.getLogger("runner.databases")
@@ -52,6 +55,8 @@ class DatabaseFactory:
         self._role_options = ""
         self.undropped: set[str] = set()
         """Runs whose drop failed (Postgres went away mid-drop); retried by `retry_drops`."""
+        self.template_objects: frozenset[str] | None = None
+        """The template's tables, indexes, functions...: read from the first clone (see runner/changes.py)."""
 
     async def open(self) -> None:
         # the cluster commits asynchronously for speed, but creating and dropping run databases must
@@ -68,6 +73,14 @@ class DatabaseFactory:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+    @contextlib.asynccontextmanager
+    async def admin_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """One of the factory's admin connections (to the server's maintenance database)."""
+        if self._pool is None:
+            raise PostgresUnavailable("the runner is not connected to PostgreSQL")
+        async with self._pool.acquire() as conn:
+            yield conn
 
     async def _execute(self, sql: str) -> None:
         if self._pool is None:
@@ -99,6 +112,8 @@ class DatabaseFactory:
             await self._execute(
                 f"REVOKE ALL ON DATABASE {name} FROM PUBLIC;GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name};"
             )
+            if self.template_objects is None:
+                self.template_objects = await template_objects(self.admin, name)
         except BaseException:
             # the server may have done part of it even if the reply was lost: drop what may exist
             with contextlib.suppress(Exception):

@@ -24,6 +24,9 @@ PHASES = ("queue", "setup", "run", "total")
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
+REFUSAL_REASONS = ("rate_limited", "client_queue_full", "run_time_budget", "busy")
+
+
 class RuntimeGauges(Collector):
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -47,6 +50,11 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.runs = Counter("workshop_runs", "Runs finished, by status.", ["status"], registry=self.registry)
+        self.refusals = Counter(
+            "workshop_refusals", "Runs refused with 429, by reason.", ["reason"], registry=self.registry
+        )
+        for reason in REFUSAL_REASONS:  # every reason is exported from the start, at 0
+            self.refusals.labels(reason)
         self.durations = Histogram(
             "workshop_run_duration_seconds",
             "Seconds per phase of a run.",
@@ -58,9 +66,12 @@ class Metrics:
 
     def observe(self, run: Run) -> None:
         self.runs.labels(run.outcome.status).inc()
-        duration = run.summary(include_streams=False)["duration"]
+        duration = run.result().duration.model_dump()
         for phase in PHASES:
             self.durations.labels(phase).observe(duration[phase])
+
+    def refused(self, reason: str) -> None:
+        self.refusals.labels(reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

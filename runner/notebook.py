@@ -37,15 +37,84 @@ INTRO = """\
 # {title} (notebook edition)
 
 The samples of the chapter *{title}*, one cell each, in
-the order the chapter presents them. On the course site every cell has a **Run**
-button that executes it against a fresh copy of the products database.
+the order the chapter presents them. On the course site every sample cell has a
+**Run** button that executes it against a fresh copy of the products database.
 
-To run the notebook on your own machine, start Jupyter from the repository root
-(the samples import `code.utils`) and serve the seeded database first with
-`make db`: it listens on `127.0.0.1:5432`, user `postgres`, password `password`.
+To run the notebook on your own machine, serve the seeded database first with
+`make db` (it listens on `127.0.0.1:5432`, user `postgres`, password `password`).
+Then start Jupyter with the repository's environment as its kernel, for example
+`.venv/bin/pip install jupyterlab` once and `.venv/bin/jupyter lab`, open this
+notebook and run the setup cell below before the samples.
 
 Jupyter already runs an event loop, so the cells end with `await main()` where the
 scripts in `code/` call `asyncio.run(main())`."""
+
+SETUP_INTRO = """\
+## Setup (local Jupyter only)
+
+The samples import `from code.utils import async_timed`, where `code` is the
+lesson's own package, in the `code/` folder of the repository. Python's standard
+library also has a module called `code`, and IPython imports it while it starts,
+so without this cell the import finds the wrong `code` and fails. The cell finds
+the repository (above the folder Jupyter started in, or else where the `runner`
+package of its environment comes from), puts it first on `sys.path` and forgets
+the standard library's module. On the course site the runner does this for you.
+
+If port 5432 is taken on your machine, serve the database on another one
+(`python -m runner db --port 5433`) and set `WORKSHOP_DB_PORT=5433` in the
+environment before starting Jupyter: the cell then sends the samples'
+`port=5432` connections there."""
+
+SETUP_CELL = """\
+import os
+import sys
+from pathlib import Path
+
+
+def find_repository() -> Path:
+    \"\"\"The checkout holding code/utils.py: above the current folder, or where `runner` is installed from.\"\"\"
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "code" / "utils.py").is_file():
+            return folder
+    import importlib.util
+
+    runner = importlib.util.find_spec("runner")
+    if runner is not None and runner.origin is not None:
+        folder = Path(runner.origin).resolve().parent.parent
+        if (folder / "code" / "utils.py").is_file():
+            return folder
+    raise RuntimeError("start Jupyter inside the repository, or with its environment (make venv)")
+
+
+repository = str(find_repository())
+if repository in sys.path:
+    sys.path.remove(repository)
+sys.path.insert(0, repository)
+if not hasattr(sys.modules.get("code"), "__path__"):
+    sys.modules.pop("code", None)  # the standard library's `code`, imported by IPython
+
+port = os.environ.get("WORKSHOP_DB_PORT")
+if port:
+    import functools
+
+    import asyncpg
+
+    def on_port(open_connection):
+        \"\"\"Send connections made to port 5432 to the port `make db` really listens on.\"\"\"
+
+        @functools.wraps(open_connection)
+        def call(*args, **kwargs):
+            if kwargs.get("port") == 5432:
+                kwargs["port"] = int(port)
+            return open_connection(*args, **kwargs)
+
+        return call
+
+    asyncpg.connect = on_port(asyncpg.connect)
+    asyncpg.create_pool = on_port(asyncpg.create_pool)
+
+print(f"lesson code from {repository}; database port {port or 5432}")"""
 
 
 def _nbformat() -> Any:
@@ -106,7 +175,10 @@ def _lesson(repo_root: Path, lesson: Lesson | str) -> Lesson:
 
 
 def build_notebook(repo_root: Path, lesson: Lesson | str) -> NotebookNode:
-    """Build one lesson's notebook: an introduction, then a markdown and a code cell per sample.
+    """Build one lesson's notebook: an introduction, a setup cell, then a markdown and a code cell per sample.
+
+    The setup cell only matters in a local Jupyter; it carries no snippet, so the
+    site shows it without a Run button.
 
     Cell ids are derived from the snippet ids so that building twice gives
     byte-identical files (the `--check` relies on it).
@@ -115,7 +187,11 @@ def build_notebook(repo_root: Path, lesson: Lesson | str) -> NotebookNode:
     v4 = nbformat.v4
     lesson = _lesson(repo_root, lesson)
 
-    cells = [v4.new_markdown_cell(INTRO.format(title=lesson.title()), id="intro")]
+    cells = [
+        v4.new_markdown_cell(INTRO.format(title=lesson.title()), id="intro"),
+        v4.new_markdown_cell(SETUP_INTRO, id="md-setup"),
+        v4.new_code_cell(SETUP_CELL, id="setup"),
+    ]
     for script in lesson.samples():
         sid = snippet_id(repo_root, script)
         source = script.read_text(encoding="utf-8")

@@ -1,284 +1,176 @@
-"""The OpenAPI description of the API, kept beside the code it describes (tests check both agree)."""
+"""The OpenAPI document, generated from the models in `runner/models.py`.
+
+The schemas are pydantic's JSON Schema (2020-12, which OpenAPI 3.1 and later
+adopt); only the paths, statuses and media types are written here. The document
+says OpenAPI 3.2 because that is the version with a word for a stream of JSON
+lines: for `application/x-ndjson`, `itemSchema` describes each line (one
+`RunEvent`) and `schema` the whole stream read as an array.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
+from pydantic_core import core_schema
+
 from . import __version__
+from .models import ErrorBody, Health, RunRequest, RunSummary, SnippetList, run_event_adapter
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
+OPENAPI_VERSION = "3.2.0"
+REF_TEMPLATE = "#/components/schemas/{model}"
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+class RunnerJsonSchema(GenerateJsonSchema):
+    """What the runner sends always carries every field, defaults included: answers say so."""
+
+    def field_is_required(
+        self,
+        field: core_schema.ModelField | core_schema.DataclassField | core_schema.TypedDictField,
+        total: bool,
+    ) -> bool:
+        if self.mode == "serialization":
+            return True
+        return super().field_is_required(field, total)
 
 
-def openapi_schema() -> dict[str, Any]:
-    duration = {
-        "type": "object",
-        "required": ["queue", "setup", "run", "total"],
-        "properties": {k: {"type": "number", "minimum": 0} for k in ("queue", "setup", "run", "total")},
-        "description": "Seconds spent waiting for a slot, preparing the sandbox, running, and in all.",
+COMPONENTS: list[tuple[str, JsonSchemaMode, type[BaseModel]]] = [
+    ("RunRequest", "validation", RunRequest),
+    ("RunSummary", "serialization", RunSummary),
+    ("ErrorBody", "serialization", ErrorBody),
+    ("SnippetList", "serialization", SnippetList),
+    ("Health", "serialization", Health),
+]
+
+
+def component_schemas() -> dict[str, Any]:
+    """Every named schema: the models above, the models they use, and `RunEvent`, the streamed union."""
+    inputs: list[tuple[str, JsonSchemaMode, TypeAdapter[Any]]] = [
+        (name, mode, TypeAdapter(model)) for name, mode, model in COMPONENTS
+    ]
+    inputs.append(("RunEvent", "serialization", run_event_adapter))
+    by_key, definitions = TypeAdapter.json_schemas(inputs, ref_template=REF_TEMPLATE, schema_generator=RunnerJsonSchema)
+    schemas: dict[str, Any] = dict(definitions["$defs"])
+    schemas["RunEvent"] = {
+        "description": "One line of a streamed run: `started` first, `finished` last, "
+        "`output`, `timing` and `queries` between.",
+        **by_key[("RunEvent", "serialization")],
     }
-    output = {
-        "type": "object",
-        "required": ["event", "stream", "text", "t"],
-        "properties": {
-            "event": {"const": "output"},
-            "stream": {"enum": ["stdout", "stderr"]},
-            "text": {"type": "string"},
-            "t": {"type": "number", "description": "Seconds since the code was handed over."},
-        },
+    return dict(sorted(schemas.items()))
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": REF_TEMPLATE.format(model=name)}
+
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Whole seconds after which a retry may succeed.",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"},
     }
-    timing = {
-        "type": "object",
-        "required": ["event", "name", "seconds"],
-        "properties": {
-            "event": {"const": "timing"},
-            "name": {"type": "string", "description": "The function decorated with async_timed."},
-            "seconds": {"type": "number"},
-            "start": {"type": "number", "description": "When the call began, in seconds from the hand-over."},
-        },
-    }
-    summary_properties = {
-        "id": {"type": "string"},
-        "snippet": {"type": "string"},
-        "edited": {"type": "boolean"},
-        "status": {"enum": ["ok", "error", "timeout", "killed", "cancelled"]},
-        "exit_code": {"type": ["integer", "null"]},
-        "reason": {"type": ["string", "null"], "description": "Why a run was stopped, if it was."},
-        "truncated": {"type": "boolean"},
-        "duration": {"$ref": "#/components/schemas/Duration"},
-    }
-    interval = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
-    queries = {
-        "type": ["object", "null"],
-        "description": "What the run's database connections did (times in seconds from the hand-over); "
-        "null when the code ran no query.",
-        "required": ["count", "errors", "latency_ms", "max_concurrency", "connections", "phases"],
-        "properties": {
-            "event": {"const": "queries"},
-            "count": {"type": "integer"},
-            "errors": {"type": "integer"},
-            "latency_ms": {"type": "object", "properties": {k: {"type": "number"} for k in ("p50", "p95", "max")}},
-            "span": interval,
-            "max_concurrency": {"type": "integer", "description": "Most queries in flight at one instant."},
-            "connections": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "integer", "description": "Connections numbered in the order they opened."},
-                        "queries": {"type": "integer"},
-                        "errors": {"type": "integer"},
-                        "busy_seconds": {"type": "number"},
-                        "intervals": {
-                            "type": "array",
-                            "items": interval,
-                            "description": "Busy intervals, merged to at most 300 per connection.",
-                        },
-                        "errors_at": {"type": "array", "items": {"type": "number"}},
-                    },
-                },
-            },
-            "phases": {
-                "type": "array",
-                "description": "Per async_timed call: queries, connections used, most busy at once.",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "name": {"type": "string"},
-                        "start": {"type": "number"},
-                        "end": {"type": "number"},
-                        "queries": {"type": "integer"},
-                        "connections": {"type": "integer"},
-                        "max_concurrency": {"type": "integer"},
-                    },
-                },
-            },
-            "statements": {
-                "type": "array",
-                "items": {"type": "object", "properties": {"sql": {"type": "string"}, "count": {"type": "integer"}}},
-            },
-            "sample": {"type": "array", "description": "The first 100 queries, raw.", "items": {"type": "object"}},
-            "sample_truncated": {"type": "boolean"},
-            "dropped": {"type": "integer"},
-        },
-    }
-    summary_required = ["id", "snippet", "status", "exit_code", "truncated", "duration"]
+}
+
+
+def error(description: str, *, retry: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {JSON: {"schema": ref("ErrorBody")}}}
+    if retry:
+        response["headers"] = RETRY_AFTER
+    return response
+
+
+def json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def paths() -> dict[str, Any]:
     return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "The asyncio workshop runner",
-            "version": __version__,
-            "description": "Runs the course's samples, each against its own fresh clone of the seeded database.",
-        },
-        "paths": {
-            "/api/runs": {
-                "post": {
-                    "summary": "Run a published sample, or an edited version of it",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunRequest"}}},
-                    },
-                    "responses": {
-                        "200": {
-                            "description": "The run's summary; with `Accept: application/x-ndjson`, one event a line.",
-                            "content": {
-                                "application/json": {"schema": {"$ref": "#/components/schemas/RunSummary"}},
-                                "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/RunEvent"}},
+        "/api/runs": {
+            "post": {
+                "summary": "Run a published sample, or an edited version of it",
+                "description": "Admission happens before any byte is sent: a refusal is one of the errors "
+                "below. With `Accept: application/x-ndjson` the run streams one event a line; "
+                "otherwise the answer is the summary once the run has ended.",
+                "requestBody": {"required": True, "content": {JSON: {"schema": ref("RunRequest")}}},
+                "responses": {
+                    "200": {
+                        "description": "The run's summary, or its events as they happen.",
+                        "content": {
+                            JSON: {"schema": ref("RunSummary")},
+                            NDJSON: {
+                                "itemSchema": ref("RunEvent"),
+                                "schema": {"type": "array", "items": ref("RunEvent")},
                             },
                         },
-                        "400": _error("Bad JSON or fields."),
-                        "403": _error("Edited code while editing is off."),
-                        "404": _error("Unknown snippet."),
-                        "413": _error("Body too large."),
-                        "415": _error("Not JSON."),
-                        "429": _error("Busy: the queue is full; see Retry-After."),
-                        "503": _error("PostgreSQL is unavailable."),
                     },
-                }
-            },
-            "/api/snippets": {
-                "get": {
-                    "summary": "The published samples",
-                    "responses": {
-                        "200": {
-                            "description": "Every runnable snippet.",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["snippets"],
-                                        "properties": {
-                                            "snippets": {
-                                                "type": "array",
-                                                "items": {"$ref": "#/components/schemas/Snippet"},
-                                            }
-                                        },
-                                    }
-                                }
-                            },
-                        }
-                    },
-                }
-            },
-            "/api/health": {
-                "get": {
-                    "summary": "Health, pool and isolation layers in force",
-                    "responses": {
-                        "200": {
-                            "description": "Ready.",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}},
-                        },
-                        "503": {
-                            "description": "Degraded (PostgreSQL down).",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}},
-                        },
-                    },
-                }
-            },
-            "/api/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3.1.",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
-        },
-        "components": {
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error", "detail"],
-                    "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
-                },
-                "RunRequest": {
-                    "type": "object",
-                    "required": ["snippet"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "snippet": {
-                            "type": "string",
-                            "minLength": 1,
-                            "maxLength": 200,
-                            "description": "Snippet id, e.g. chapter_05/03_pool.",
-                        },
-                        "code": {"type": "string", "description": "Edited code to run in the snippet's place."},
-                    },
-                },
-                "Duration": duration,
-                "Output": output,
-                "Timing": timing,
-                "Queries": queries,
-                "RunSummary": {
-                    "type": "object",
-                    "required": [*summary_required, "output", "timings", "queries"],
-                    "properties": {
-                        **summary_properties,
-                        "output": {"type": "array", "items": {"$ref": "#/components/schemas/Output"}},
-                        "timings": {"type": "array", "items": {"$ref": "#/components/schemas/Timing"}},
-                        "queries": {"$ref": "#/components/schemas/Queries"},
-                    },
-                },
-                "RunEvent": {
-                    "oneOf": [
-                        {
-                            "type": "object",
-                            "required": ["event", "id", "snippet"],
-                            "properties": {
-                                "event": {"const": "started"},
-                                "id": {"type": "string"},
-                                "snippet": {"type": "string"},
-                            },
-                        },
-                        {"$ref": "#/components/schemas/Output"},
-                        {"$ref": "#/components/schemas/Timing"},
-                        {"$ref": "#/components/schemas/Queries"},
-                        {
-                            "type": "object",
-                            "required": ["event", *summary_required],
-                            "description": "The summary without output and timings, which were streamed.",
-                            "properties": {"event": {"const": "finished"}, **summary_properties},
-                        },
-                    ]
-                },
-                "Snippet": {
-                    "type": "object",
-                    "required": ["id", "title", "path", "sha256"],
-                    "properties": {k: {"type": "string"} for k in ("id", "title", "path", "sha256")},
-                },
-                "Health": {
-                    "type": "object",
-                    "required": ["status", "version", "postgres", "pool", "isolation"],
-                    "properties": {
-                        "status": {"enum": ["ok", "degraded"]},
-                        "version": {"type": "string"},
-                        "postgres": {"type": "object"},
-                        "pool": {
-                            "type": "object",
-                            "properties": {
-                                "size": {"type": "integer"},
-                                "ready": {"type": "integer"},
-                                "busy": {"type": "integer"},
-                            },
-                        },
-                        "runs": {"type": "object"},
-                        "isolation": {
-                            "type": "object",
-                            "properties": {
-                                "launcher": {"type": "string"},
-                                "layers": {"type": "array", "items": {"type": "string"}},
-                                "missing": {"type": "array", "items": {"type": "string"}},
-                            },
-                        },
-                        "editing": {"type": "boolean"},
-                    },
+                    "400": error("The body is not JSON, not UTF-8, or not a valid RunRequest."),
+                    "403": error("Edited code, while this runner only runs the published samples."),
+                    "404": error("No snippet by that id."),
+                    "413": error("The body is larger than WORKSHOP_MAX_BODY."),
+                    "415": error("The body is not sent as application/json."),
+                    "429": error("Too many runs waiting (`busy`), or from one address (`rate_limited`).", retry=True),
+                    "503": error(
+                        "PostgreSQL is down (`database_unavailable`), a sandbox could not be prepared "
+                        "(`sandbox_unavailable`), or there is no room for another run's database "
+                        "(`clone_space_full`).",
+                        retry=True,
+                    ),
                 },
             }
         },
+        "/api/snippets": {
+            "get": {
+                "summary": "The published samples",
+                "responses": {"200": json_response("Every runnable snippet.", ref("SnippetList"))},
+            }
+        },
+        "/api/health": {
+            "get": {
+                "summary": "Health, pool, runs and the isolation layers in force",
+                "responses": {
+                    "200": json_response("Ready to serve runs.", ref("Health")),
+                    "503": json_response("Degraded: PostgreSQL is not available.", ref("Health")),
+                },
+            }
+        },
+        "/api/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {
+                    "200": json_response(
+                        "OpenAPI, generated from the runner's models.",
+                        {"type": "object", "required": ["openapi", "info", "paths", "components"]},
+                    )
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "The Prometheus text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+    }
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The whole document (a few milliseconds to build; the app renders it once)."""
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "The asyncio workshop runner",
+            "version": __version__,
+            "description": "Runs the course's samples, each against its own fresh clone of the seeded database. "
+            'Every error is JSON `{"error": code, "detail": text}`.',
+        },
+        "paths": paths(),
+        "components": {"schemas": component_schemas()},
     }

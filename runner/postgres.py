@@ -28,14 +28,12 @@ from urllib.parse import unquote, urlsplit
 import asyncpg
 import psutil
 
+from .errors import PostgresUnavailable
+
 log = logging.getLogger("runner.postgres")
 
 SERVICE_USER = "workshop-pg"
 """System user the cluster runs as when the runner is root (postgres refuses to run as root)."""
-
-
-class PostgresUnavailable(RuntimeError):
-    """The server cannot be reached or started; the API answers 503."""
 
 
 @dataclass(frozen=True)

@@ -14,26 +14,30 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .events import Event
+from .admission import Admission
+from .changes import DatabaseChanges, after_run
+from .databases import DatabaseFactory
+from .errors import PostgresUnavailable, SandboxFailed
+from .models import (
+    Duration,
+    FinishedEvent,
+    OutputEvent,
+    QueriesEvent,
+    QueryActivity,
+    Resources,
+    RunEvent,
+    RunResult,
+    RunSummary,
+    StartedEvent,
+    TimingEvent,
+    dump,
+)
 from .pool import SandboxPool
-from .postgres import PostgresUnavailable
-from .sandbox import Job, Outcome, Sandbox, SandboxFailed
+from .sandbox import Job, Outcome, Sandbox
 from .settings import Settings
 from .snippets import Snippet
 
 log = logging.getLogger("runner.runs")
-
-
-class Busy(Exception):
-    """Too many runs waiting; `retry_after` is a hint in whole seconds."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"the runner is busy; retry in {retry_after} s")
-        self.retry_after = retry_after
-
-
-class Unavailable(Exception):
-    """A sandbox could not be prepared (the database is down, or the child failed)."""
 
 
 @dataclass
@@ -48,15 +52,17 @@ class Run:
     queued_at: float
     admitted_at: float
     ready_at: float
+    client: str = "local"
     id: str = field(default_factory=lambda: secrets.token_hex(6))
     outcome: Outcome = field(default_factory=Outcome)
-    output: list[Event] = field(default_factory=list)
-    timings: list[Event] = field(default_factory=list)
-    queries: dict[str, Any] | None = None
+    output: list[OutputEvent] = field(default_factory=list)
+    timings: list[TimingEvent] = field(default_factory=list)
+    queries: QueryActivity | None = None
+    changes: DatabaseChanges | None = None
     started: bool = False
     finished_at: float | None = None
 
-    async def events(self) -> AsyncIterator[Event]:
+    async def events(self) -> AsyncIterator[RunEvent]:
         job = Job(
             code=self.code,
             filename=self.snippet.path,
@@ -64,23 +70,27 @@ class Run:
             output_limit=self.service.settings.output_limit,
         )
         self.started = True
-        yield {"event": "started", "id": self.id, "snippet": self.snippet.id}
+        yield StartedEvent(id=self.id, snippet=self.snippet.id)
         try:
             async for event in self.sandbox.execute(job, self.outcome):
-                if event["event"] == "output":
+                if isinstance(event, OutputEvent):
                     self.output.append(event)
-                elif event["event"] == "timing":
+                elif isinstance(event, TimingEvent):
                     self.timings.append(event)
-                elif event["event"] == "queries":
-                    self.queries = {k: v for k, v in event.items() if k != "event"}
+                elif isinstance(event, QueriesEvent):
+                    self.queries = QueryActivity(**event.model_dump(exclude={"event"}))
                 yield event
+            # before close(): the release that follows drops the database
+            databases = self.service.pool.env.databases
+            if isinstance(databases, DatabaseFactory):
+                self.changes = await after_run(databases, self.sandbox.database.name)
         except (asyncio.CancelledError, GeneratorExit):
             self.outcome.status = "cancelled"
             self.outcome.reason = "the client went away"
             raise
         finally:
             self.close()
-        yield {"event": "finished", **self.summary(include_streams=False)}
+        yield FinishedEvent(**self.result().model_dump())
 
     def close(self) -> None:
         """Give back the slot and the sandbox; idempotent, and safe if events() never started."""
@@ -91,61 +101,66 @@ class Run:
         self.finished_at = time.perf_counter()
         self.service.finish(self)
 
-    def summary(self, include_streams: bool = True) -> dict[str, Any]:
+    def result(self) -> RunResult:
         end = self.finished_at or time.perf_counter()
-        summary: dict[str, Any] = {
-            "id": self.id,
-            "snippet": self.snippet.id,
-            "edited": self.edited,
-            "status": self.outcome.status,
-            "exit_code": self.outcome.exit_code,
-            "reason": self.outcome.reason,
-            "truncated": self.outcome.truncated,
-            "duration": {
-                "queue": round(self.admitted_at - self.queued_at, 4),
-                "setup": round(self.ready_at - self.admitted_at, 4),
-                "run": round(self.outcome.run_seconds, 4),
-                "total": round(end - self.queued_at, 4),
-            },
-        }
-        if include_streams:
-            summary["output"] = self.output
-            summary["timings"] = self.timings
-            summary["queries"] = self.queries
-        return summary
+        return RunResult(
+            id=self.id,
+            snippet=self.snippet.id,
+            edited=self.edited,
+            status=self.outcome.status,
+            exit_code=self.outcome.exit_code,
+            reason=self.outcome.reason,
+            truncated=self.outcome.truncated,
+            duration=Duration(
+                queue=round(self.admitted_at - self.queued_at, 4),
+                setup=round(self.ready_at - self.admitted_at, 4),
+                run=round(self.outcome.run_seconds, 4),
+                total=round(end - self.queued_at, 4),
+            ),
+            resources=None
+            if self.outcome.memory_peak is None or self.outcome.cpu_seconds is None
+            else Resources(memory_peak_bytes=self.outcome.memory_peak, cpu_seconds=round(self.outcome.cpu_seconds, 4)),
+            changes=self.changes,
+        )
+
+    def summary(self) -> RunSummary:
+        return RunSummary(**self.result().model_dump(), output=self.output, timings=self.timings, queries=self.queries)
 
 
 class RunService:
-    def __init__(self, settings: Settings, pool: SandboxPool) -> None:
+    """Admits runs (fairly between clients), hands each a sandbox, and accounts for how they ended."""
+
+    def __init__(self, settings: Settings, pool: SandboxPool, admission: Admission | None = None) -> None:
         self.settings = settings
         self.pool = pool
-        self._slots = asyncio.Semaphore(settings.max_concurrent_runs)
-        self.waiting = 0
-        self.running = 0
-        self._recent_run_seconds = 1.0
+        self.admission = admission or Admission(settings.max_concurrent_runs, settings.max_queue, settings.share())
         self.counts: dict[str, int] = {}
         self.on_finish: list[Callable[[Run], None]] = []
 
-    async def start(self, snippet: Snippet, code: str | None) -> Run:
-        """Wait for a slot and a sandbox; raises Busy or Unavailable before anything is sent."""
-        if self.waiting >= self.settings.max_queue:
-            raise Busy(self.retry_after())
+    @property
+    def running(self) -> int:
+        return self.admission.running
+
+    @property
+    def waiting(self) -> int:
+        return self.admission.waiting
+
+    async def start(self, snippet: Snippet, code: str | None, client: str = "local") -> Run:
+        """Wait for a slot and a sandbox; raises Refused or ServiceUnavailable before anything is sent."""
         queued_at = time.perf_counter()
-        self.waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
+        await self.admission.acquire(client)
         admitted_at = time.perf_counter()
         try:
             sandbox = await self.pool.take()
-        except (PostgresUnavailable, SandboxFailed, OSError) as error:
-            self._slots.release()
-            raise Unavailable(str(error)) from error
-        except BaseException:
-            self._slots.release()
+        except (PostgresUnavailable, SandboxFailed):
+            self.admission.release(client, 0.0)
             raise
-        self.running += 1
+        except OSError as error:
+            self.admission.release(client, 0.0)
+            raise SandboxFailed(f"cannot prepare a sandbox: {error}") from error
+        except BaseException:
+            self.admission.release(client, 0.0)
+            raise
         edited = code is not None and code != snippet.code
         return Run(
             self,
@@ -156,17 +171,16 @@ class RunService:
             queued_at,
             admitted_at,
             time.perf_counter(),
+            client=client,
         )
 
     def finish(self, run: Run) -> None:
-        self.running -= 1
-        self._slots.release()
+        self.admission.release(run.client, run.outcome.run_seconds)
         self.pool.release(run.sandbox)
         self.counts[run.outcome.status] = self.counts.get(run.outcome.status, 0) + 1
         for callback in self.on_finish:
             callback(run)
-        self._recent_run_seconds = 0.8 * self._recent_run_seconds + 0.2 * run.outcome.run_seconds
-        d = run.summary(include_streams=False)["duration"]
+        d = run.result().duration
         log.info(
             "run %s snippet=%s%s status=%s exit=%s queue=%.3fs setup=%.3fs run=%.3fs total=%.3fs db=%s%s",
             run.id,
@@ -174,22 +188,17 @@ class RunService:
             " (edited)" if run.edited else "",
             run.outcome.status,
             run.outcome.exit_code,
-            d["queue"],
-            d["setup"],
-            d["run"],
-            d["total"],
+            d.queue,
+            d.setup,
+            d.run,
+            d.total,
             run.sandbox.database.name,
             f" reason={run.outcome.reason!r}" if run.outcome.reason else "",
         )
-
-    def retry_after(self) -> int:
-        """Roughly how long until the queue drains: waiting runs times a recent run's length."""
-        per_slot = (self.waiting + 1) / max(1, self.settings.max_concurrent_runs)
-        return max(1, round(per_slot * self._recent_run_seconds))
 
 
 async def collect(run: Run) -> dict[str, Any]:
     """Run to the end and return the JSON summary (the non-streaming answer)."""
     async for _ in run.events():
         pass
-    return run.summary()
+    return dump(run.summary())

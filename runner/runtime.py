@@ -15,11 +15,14 @@ from pathlib import Path
 
 import asyncpg
 
+from .cgroups import CgroupDriver, CgroupLimits, open_driver
 from .databases import DatabaseFactory
 from .isolation import Launcher, PlainLauncher, choose_launcher
 from .pool import SandboxPool
 from .postgres import EmbeddedCluster, ExternalServer, PostgresServer
+from .process import OsSpawner
 from .runs import RunService
+from .sandbox import SandboxEnv
 from .settings import Settings
 from .snippets import Catalogue, Snippet
 from .template import ensure_template
@@ -56,6 +59,8 @@ class Runtime:
         self._catalogue = Catalogue()
         self.server = make_server(settings)
         self.launcher: Launcher = PlainLauncher()
+        self.cgroups: CgroupDriver | None = None
+        self.cgroups_problem = "not started"
         self.factory: DatabaseFactory | None = None
         self.pool: SandboxPool | None = None
         self.service: RunService | None = None
@@ -84,22 +89,23 @@ class Runtime:
             self.template,
             len(self.snippets),
             self.settings.pool_size,
-            ",".join(self.launcher.layers),
-            ",".join(self.launcher.missing) or "none",
+            ",".join(self.layers()),
+            ",".join(self.missing_layers()) or "none",
         )
 
     async def _start_parts(self) -> None:
         await self.server.start()
         self.postgres_healthy = True
+        self._open_cgroups()
         self.launcher = await asyncio.to_thread(self._choose_launcher)
         self.template = await ensure_template(self.server.admin)
         self.factory = DatabaseFactory(self.server.admin, self.template, self.settings.instance)
         await self.factory.open()
         await self.factory.drop_orphans()
         await self._use_fast_clone_dir()
-        self.pool = SandboxPool(
-            self.factory, self.launcher, size=self.settings.pool_size, refill_concurrency=self.settings.pool_refill
-        )
+        limits = CgroupLimits(self.settings.run_memory, self.settings.run_pids, self.settings.run_cpus)
+        env = SandboxEnv(self.factory, self.launcher, OsSpawner(), self.cgroups, limits)
+        self.pool = SandboxPool(env, size=self.settings.pool_size, refill_concurrency=self.settings.pool_refill)
         self.pool.fill()
         self.service = RunService(self.settings, self.pool)
         self._watchdog = asyncio.create_task(self._watch())
@@ -116,6 +122,37 @@ class Runtime:
             return
         log.info("run databases are cloned into %s", location)
 
+    def layers(self) -> list[str]:
+        """The isolation layers in force for every sandbox."""
+        return [*self.launcher.layers, *(["cgroups"] if self.cgroups is not None else [])]
+
+    def missing_layers(self) -> list[str]:
+        return [*self.launcher.missing, *([] if self.cgroups is not None else ["cgroups"])]
+
+    def editing_enabled(self, settings: Settings | None = None) -> bool:
+        """Edited code runs unless turned off, or in public mode while a layer is missing."""
+        settings = settings or self.settings
+        if settings.allow_edits is not None:
+            return settings.allow_edits
+        return not (settings.public and self.missing_layers())
+
+    def _open_cgroups(self) -> None:
+        mode = self.settings.cgroups
+        if mode not in {"auto", "required", "off"}:
+            raise SystemExit(f"WORKSHOP_CGROUPS must be auto, required or off, not {mode!r}")
+        if mode == "off":
+            self.cgroups_problem = "turned off (WORKSHOP_CGROUPS=off)"
+            return
+        self.cgroups, problem = open_driver()
+        if self.cgroups is None:
+            self.cgroups_problem = problem
+            if mode == "required":
+                raise SystemExit(f"WORKSHOP_CGROUPS=required but no cgroup can be made here: {problem}")
+            log.warning("runs have NO per-run cgroup (memory, processes, CPU): %s", problem)
+        else:
+            self.cgroups_problem = ""
+            log.info("per-run cgroups (%s) under %s", self.cgroups.version, self.cgroups.where)
+
     def _choose_launcher(self) -> Launcher:
         mode = self.settings.sandbox
         if mode not in {"auto", "bubblewrap", "plain"}:
@@ -123,11 +160,13 @@ class Runtime:
         launcher = choose_launcher(want_bubblewrap=mode != "plain")
         if mode == "bubblewrap" and launcher.name != "bubblewrap":
             raise SystemExit("WORKSHOP_SANDBOX=bubblewrap but bubblewrap does not work here (see the log)")
-        if self.settings.public and launcher.missing and not self.settings.allow_weak_isolation:
+        missing = [*launcher.missing, *([] if self.cgroups is not None else ["cgroups"])]
+        if self.settings.public and missing and not self.settings.allow_weak_isolation:
             raise SystemExit(
                 "refusing to serve in public mode: sandboxes lack "
-                + ", ".join(launcher.missing)
-                + " (install bubblewrap, or pass --allow-weak-isolation to accept the risk)"
+                + ", ".join(missing)
+                + " (see docs/operators: bubblewrap, cgroup delegation; or pass --allow-weak-isolation to accept"
+                " the risk, with edited code refused)"
             )
         return launcher
 
@@ -143,6 +182,8 @@ class Runtime:
                 await self.factory.drop_orphans()
             await self.factory.close()
         await self.server.stop()
+        if self.cgroups is not None:
+            self.cgroups.close()
 
     async def _watch(self) -> None:
         """Notice when Postgres goes away; restart the embedded one and refill the pool."""

@@ -4,6 +4,11 @@ Preparing one (cloning the database, starting the child, importing asyncpg) is t
 slow part of a run; a pool can do it ahead of time. Executing hands the job over
 and streams what comes back. Destroying kills the whole process tree and drops the
 database and role, whatever state the sample left them in.
+
+Ownership: every resource a sandbox acquires (database, control group, process,
+gate task) is registered on one `AsyncExitStack` the moment it exists, so a failure
+or a cancellation at any await point of `prepare` releases exactly what was made,
+and `destroy` releases the rest in reverse order.
 """
 
 from __future__ import annotations
@@ -13,28 +18,56 @@ import codecs
 import contextlib
 import json
 import logging
-import os
 import secrets
 import signal
-import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
-import psutil
+from pydantic import ValidationError
 
-from . import events
-from .databases import DatabaseFactory, RunDatabase
-from .events import Event, Status
+from .cgroups import CgroupDriver, CgroupLimits, RunCgroup
+from .channel import Channel, Stopped
+from .databases import RunDatabase
+from .errors import SandboxFailed
 from .gate import GATE_HOST, serve_gate
-from .isolation import GATE_FD_ENV, Launcher, LaunchPlan, Limits
+from .isolation import Launcher, Limits
+from .models import ChildReady, ChildRunning, RunEvent, Status, Stream, child_event_adapter
 from .postgres import ServerAddress
+from .process import ChildProcess, Spawner
 
 log = logging.getLogger("runner.sandbox")
 
+READY_TIMEOUT = 20.0
+STALL_TIMEOUT = 10.0
+"""Seconds a run may wait for its reader (a client that stopped reading) before it is stopped."""
+QUEUE_EVENTS = 16
+"""Events buffered between the child and the client: with 64 KiB reads, at most ~1.5 MiB per run."""
+READ_CHUNK = 65536
 
-class SandboxFailed(RuntimeError):
-    """The sandbox could not be prepared (the child died during warm-up)."""
+T = TypeVar("T")
+
+
+class Databases(Protocol):
+    """What a sandbox needs of the run-database factory (the real one is `DatabaseFactory`)."""
+
+    admin: ServerAddress
+
+    async def create(self) -> RunDatabase: ...
+    async def drop(self, name: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SandboxEnv:
+    """Everything sandboxes are made from; one per runner."""
+
+    databases: Databases
+    launcher: Launcher
+    spawner: Spawner
+    cgroups: CgroupDriver | None = None
+    limits: CgroupLimits = field(default_factory=CgroupLimits)
 
 
 @dataclass
@@ -46,6 +79,8 @@ class Outcome:
     truncated: bool = False
     reason: str | None = None
     run_seconds: float = 0.0
+    memory_peak: int | None = None
+    cpu_seconds: float | None = None
 
 
 @dataclass
@@ -57,221 +92,255 @@ class Job:
     limits: Limits = field(default_factory=Limits)
 
 
+async def finish_uncancelled(work: Awaitable[T]) -> T:
+    """Await `work` to the end even if cancelled meanwhile (clean-up must not be cut short)."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    leaves: list[BaseException] = []
+
+    def walk(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                walk(inner)
+        else:
+            leaves.append(error)
+
+    walk(group)
+    meaningful = [e for e in leaves if not isinstance(e, asyncio.CancelledError)]
+    return (meaningful or leaves)[0]
+
+
 class Sandbox:
     def __init__(
         self,
+        env: SandboxEnv,
         database: RunDatabase,
-        process: asyncio.subprocess.Process,
-        events_reader: asyncio.StreamReader,
-        plan: LaunchPlan,
-        factory: DatabaseFactory,
-        gate: asyncio.Task[None],
+        child: ChildProcess,
+        cgroup: RunCgroup | None,
+        stack: AsyncExitStack,
     ) -> None:
         self.id = secrets.token_hex(4)
-        self._gate = gate
+        self.env = env
         self.database = database
-        self.process = process
-        self._events = events_reader
-        self._plan = plan
-        self._factory = factory
+        self.child = child
+        self.cgroup = cgroup
+        self._stack = stack
         self._destroyed = False
 
     # -- preparing ---------------------------------------------------------------------------
 
     @classmethod
-    async def prepare(cls, factory: DatabaseFactory, launcher: Launcher) -> Sandbox:
-        """Clone the database and warm the child up at the same time."""
-        started = await asyncio.gather(factory.create(), _start_child(launcher, factory.admin), return_exceptions=True)
-        database, child = started
-        if isinstance(database, BaseException) or isinstance(child, BaseException):
-            if not isinstance(database, BaseException):
-                await factory.drop(database.name)
-            if not isinstance(child, BaseException):
-                _kill_tree(child[0])
-                child[2].cleanup()
-                child[3].cancel()
-            error = database if isinstance(database, BaseException) else child
-            assert isinstance(error, BaseException)
-            raise error
-        process, reader, plan, gate = child
-        log.debug("prepared sandbox with %s (pid %s)", database.name, process.pid)
-        return cls(database, process, reader, plan, factory, gate)
+    async def prepare(cls, env: SandboxEnv) -> Sandbox:
+        """Clone the database and warm the child up at the same time; on any failure, undo both."""
+        stack = AsyncExitStack()
+        try:
+            async with asyncio.TaskGroup() as group:
+                database = group.create_task(cls._database(env, stack))
+                child = group.create_task(cls._child(env, stack))
+            cgroup, process = child.result()
+            sandbox = cls(env, database.result(), process, cgroup, stack)
+        except BaseExceptionGroup as errors:
+            await finish_uncancelled(stack.aclose())
+            raise _first_error(errors) from None
+        except BaseException:
+            await finish_uncancelled(stack.aclose())
+            raise
+        log.debug("prepared sandbox with %s (pid %s)", sandbox.database.name, process.pid)
+        return sandbox
+
+    @staticmethod
+    async def _database(env: SandboxEnv, stack: AsyncExitStack) -> RunDatabase:
+        database = await env.databases.create()
+        stack.push_async_callback(env.databases.drop, database.name)
+        return database
+
+    @staticmethod
+    async def _child(env: SandboxEnv, stack: AsyncExitStack) -> tuple[RunCgroup | None, ChildProcess]:
+        cgroup = None
+        if env.cgroups is not None:
+            cgroup = env.cgroups.create(f"run-{secrets.token_hex(6)}", env.limits)
+            stack.callback(cgroup.remove)  # after the process is reaped (the stack unwinds in reverse)
+        child = await env.spawner.spawn(env.launcher)
+        stack.push_async_callback(child.close)
+        gate = asyncio.create_task(serve_gate(child.gate, env.databases.admin))
+        stack.push_async_callback(_cancel_and_wait, gate)
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                line = await child.events.readline()
+        except (TimeoutError, ValueError):
+            line = b""
+        if not _is_ready(line):
+            child.kill()
+            detail = ""
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    detail = (await child.stderr.read(4000)).decode(errors="replace").strip()
+            raise SandboxFailed(f"the sandbox's child did not start: {detail or 'no output'}")
+        if cgroup is not None:
+            # the child waits for its job: nothing of a sample's runs yet, so the tree cannot change
+            cgroup.add(child.tree())
+        return cgroup, child
 
     # -- executing ---------------------------------------------------------------------------
 
-    async def execute(self, job: Job, outcome: Outcome) -> AsyncIterator[Event]:
-        """Stream output and timing events; fill `outcome` as it ends. Always kills the tree."""
-        assert self.process.stdin and self.process.stdout and self.process.stderr
+    async def execute(self, job: Job, outcome: Outcome) -> AsyncIterator[RunEvent]:
+        """Stream the run's events; fill `outcome` as it ends. Always kills the tree.
+
+        Stop conditions (time limit, output budget, a bad event, a stalled reader, the memory
+        limit) are enforced by tasks of their own, so they hold even while nobody reads.
+        """
+        started = time.perf_counter()
+        channel = Channel(job.output_limit, QUEUE_EVENTS, STALL_TIMEOUT)
+        stops: list[tuple[Status, str, bool]] = []
+
+        def stop(status: Status, reason: str, truncated: bool = False) -> None:
+            if not stops:
+                stops.append((status, reason, truncated))
+            self.kill()
+
         payload = {
             "code": job.code,
             "filename": job.filename,
             "connect": {**self.database.address.connect_kwargs(), "host": GATE_HOST},
-            "limits": job.limits.as_job(),
+            "limits": _rlimits(job.limits, per_run_pids=self.cgroup is not None),
         }
-        started = time.perf_counter()
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        pumps = [
-            asyncio.create_task(_pump_output("stdout", self.process.stdout, queue, started)),
-            asyncio.create_task(_pump_output("stderr", self.process.stderr, queue, started)),
-            asyncio.create_task(_pump_events(self._events, queue)),
+        self.child.send_job(json.dumps(payload).encode())
+        tasks = [
+            asyncio.create_task(_guard(_pump_output("stdout", self.child.stdout, channel, started), stop)),
+            asyncio.create_task(_guard(_pump_output("stderr", self.child.stderr, channel, started), stop)),
+            asyncio.create_task(_guard(_pump_events(self.child.events, channel), stop)),
         ]
-        closer = asyncio.create_task(_close_when_done(pumps, queue))
-        budget = job.output_limit
+        supervisor = asyncio.create_task(self._supervise(job, stop))
+        closer = asyncio.create_task(_close_when_done(tasks, channel))
         try:
-            self.process.stdin.write(json.dumps(payload).encode())
-            self.process.stdin.close()
-            deadline = time.perf_counter() + job.timeout
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), max(0.0, deadline - time.perf_counter()))
-                except TimeoutError:
-                    outcome.status, outcome.reason = "timeout", f"stopped after the {job.timeout:g} s time limit"
-                    break
-                if item is None:
-                    break
-                if item["event"] == "output":
-                    size = len(item["text"].encode())
-                    if size > budget:
-                        item["text"] = item["text"].encode()[:budget].decode(errors="ignore")
-                        if item["text"]:
-                            yield item
-                        outcome.truncated = True
-                        outcome.status = "killed"
-                        outcome.reason = f"output limit of {job.output_limit} bytes reached"
-                        break
-                    budget -= size
-                yield item
+            async for event in channel:
+                yield event
         finally:
-            _kill_tree(self.process)
-            closer.cancel()
-            for pump in pumps:
-                pump.cancel()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.process.wait(), 5)
+            self.kill()
+            await finish_uncancelled(_cancel_and_wait(supervisor, closer, *tasks))
+            await finish_uncancelled(self.child.wait())  # the pipes can close before the exit is reaped
             outcome.run_seconds = time.perf_counter() - started
-            outcome.exit_code = self.process.returncode
-            if outcome.status == "ok":
-                if outcome.exit_code is not None and outcome.exit_code < 0:
-                    outcome.status = "killed"
-                    outcome.reason = f"killed by signal {signal.Signals(-outcome.exit_code).name}"
-                elif outcome.exit_code != 0:
-                    outcome.status = "error"
+            outcome.exit_code = self.child.returncode
+            self._conclude(job, outcome, stops)
+
+    async def _supervise(self, job: Job, stop: Callable[..., None]) -> None:
+        """End the run at its time limit; once the child is gone, end whatever it left behind."""
+        try:
+            async with asyncio.timeout(job.timeout):
+                await self.child.wait()
+        except TimeoutError:
+            stop("timeout", f"stopped after the {job.timeout:g} s time limit")
+        self.kill()
+
+    def _conclude(self, job: Job, outcome: Outcome, stops: list[tuple[Status, str, bool]]) -> None:
+        usage = self.cgroup.usage() if self.cgroup is not None else None
+        if usage is not None:
+            outcome.memory_peak, outcome.cpu_seconds = usage.memory_peak, usage.cpu_seconds
+        if usage is not None and usage.oom_kills and (not stops or stops[0][0] != "timeout"):
+            mib = self.env.limits.memory // (1024 * 1024)
+            stops.insert(0, ("killed", f"memory limit of {mib} MiB reached", False))
+        if stops and outcome.status == "ok":
+            outcome.status, outcome.reason, truncated = stops[0]
+            outcome.truncated = outcome.truncated or truncated
+        if outcome.status == "ok":
+            code = outcome.exit_code
+            if code is not None and code < 0:
+                outcome.status = "killed"
+                outcome.reason = f"killed by signal {signal.Signals(-code).name}"
+            elif code != 0:
+                outcome.status = "error"
+
+    def kill(self) -> None:
+        """Kill every process of the sandbox: its control group, its process group, its descendants."""
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        self.child.kill()
 
     # -- destroying --------------------------------------------------------------------------
 
     async def destroy(self) -> None:
+        """Release everything in reverse order of acquisition; safe to repeat, hard to interrupt."""
         if self._destroyed:
             return
         self._destroyed = True
-        _kill_tree(self.process)
-        self._gate.cancel()
-        with contextlib.suppress(TimeoutError, ProcessLookupError):
-            await asyncio.wait_for(self.process.wait(), 5)
-        self._plan.cleanup()
-        await self._factory.drop(self.database.name)
+        self.kill()
+        await finish_uncancelled(self._stack.aclose())
         log.debug("destroyed sandbox with %s", self.database.name)
 
 
-async def _start_child(
-    launcher: Launcher, server: ServerAddress
-) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader, LaunchPlan, asyncio.Task[None]]:
-    read_fd, write_fd = os.pipe()
-    runner_end, sandbox_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    plan = launcher.plan(write_fd)
-    plan.env[GATE_FD_ENV] = str(sandbox_end.fileno())
+def _rlimits(limits: Limits, *, per_run_pids: bool) -> dict[str, int]:
+    """Per-process limits, the second line; the uid-wide process count goes when the cgroup counts per run."""
+    values = limits.as_job()
+    if per_run_pids:
+        del values["processes"]
+    return values
+
+
+def _is_ready(line: bytes) -> bool:
     try:
-        process = await asyncio.create_subprocess_exec(
-            *plan.argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=plan.env,
-            cwd=plan.cwd,
-            pass_fds=(write_fd, sandbox_end.fileno(), *plan.pass_fds),
-            start_new_session=True,
-            **plan.process_options,
-        )
-    except BaseException:
-        os.close(read_fd)
-        runner_end.close()
-        plan.cleanup()
-        raise
-    finally:
-        os.close(write_fd)
-        sandbox_end.close()
-    gate = asyncio.create_task(serve_gate(runner_end, server))
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0))
-    try:
-        line = await asyncio.wait_for(reader.readline(), 20)
-    except TimeoutError:
-        line = b""
-    if not line.startswith(b'{"event": "ready"'):
-        gate.cancel()
-        _kill_tree(process)
-        assert process.stderr
-        detail = (await process.stderr.read(4000)).decode(errors="replace").strip()
-        plan.cleanup()
-        raise SandboxFailed(f"the sandbox's child did not start: {detail or 'no output'}")
-    return process, reader, plan, gate
-
-
-async def _pump_output(
-    stream: str, reader: asyncio.StreamReader, queue: asyncio.Queue[Event | None], started: float
-) -> None:
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    while chunk := await reader.read(65536):
-        text = decoder.decode(chunk)
-        if text:
-            await queue.put(events.output(stream, text, time.perf_counter() - started))
-    if tail := decoder.decode(b"", final=True):
-        await queue.put(events.output(stream, tail, time.perf_counter() - started))
-
-
-async def _pump_events(reader: asyncio.StreamReader, queue: asyncio.Queue[Event | None]) -> None:
-    while line := await reader.readline():
-        try:
-            message = json.loads(line)
-        except ValueError:
-            continue
-        kind = message.get("event") if isinstance(message, dict) else None
-        if kind == "timing":
-            start = message.get("start")
-            await queue.put(
-                events.timing(
-                    str(message.get("name")),
-                    float(message.get("seconds", 0)),
-                    float(start) if isinstance(start, int | float) else None,
-                )
-            )
-        elif kind == "queries":
-            await queue.put(message)
-
-
-async def _close_when_done(pumps: list[asyncio.Task[None]], queue: asyncio.Queue[Event | None]) -> None:
-    await asyncio.gather(*pumps, return_exceptions=True)
-    await queue.put(None)
-
-
-def _kill_tree(process: asyncio.subprocess.Process) -> None:
-    """SIGKILL the child, its process group and every descendant still reachable."""
-    if process.returncode is not None and not _group_alive(process.pid):
-        return
-    try:
-        descendants = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        descendants = []
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    for proc in descendants:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
+        return isinstance(child_event_adapter.validate_json(line), ChildReady)
+    except ValidationError:
         return False
-    return True
+
+
+async def _cancel_and_wait(*tasks: asyncio.Task[None]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _guard(pump: Awaitable[None], stop: Callable[..., None]) -> None:
+    """Turn a pump's verdict (the budget is spent, a bad event, a stalled reader) into a stop."""
+    try:
+        await pump
+    except Stopped as verdict:
+        stop(verdict.status, verdict.reason, verdict.truncated)
+
+
+async def _pump_output(stream: Stream, reader: asyncio.StreamReader, channel: Channel, started: float) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    while chunk := await reader.read(READ_CHUNK):
+        if text := decoder.decode(chunk):
+            await channel.put_output(stream, text, time.perf_counter() - started)
+    if tail := decoder.decode(b"", final=True):
+        await channel.put_output(stream, tail, time.perf_counter() - started)
+
+
+async def _pump_events(reader: asyncio.StreamReader, channel: Channel) -> None:
+    """Validate each line where it arrives: only known, well-formed, bounded events get through."""
+    while True:
+        try:
+            line = await reader.readline()
+        except ValueError:
+            raise Stopped("killed", "the sample wrote an oversized line to the runner's events channel") from None
+        if not line:
+            return
+        try:
+            event = child_event_adapter.validate_json(line)
+        except ValidationError as error:
+            problem = error.errors()[0]
+            raise Stopped(
+                "killed", f"the sample wrote an invalid message to the runner's events channel ({problem['msg']})"
+            ) from None
+        if isinstance(event, ChildReady | ChildRunning):
+            continue
+        await channel.put_event(event, len(line))
+
+
+async def _close_when_done(pumps: list[asyncio.Task[None]], channel: Channel) -> None:
+    await asyncio.gather(*pumps, return_exceptions=True)
+    channel.close()

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import platformdirs
+
+from .admission import Share
+from .capacity import derive_slots
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CODE_DIR = REPO_ROOT / "code"
@@ -54,13 +57,14 @@ class Settings:
     allow_edits: bool | None = _setting(
         "WORKSHOP_ALLOW_EDITS",
         None,
-        'Accept edited code (`"code"` in the request); refused ones get 403. Unset: on locally, off in public mode.',
+        'Accept edited code (`"code"` in the request); refused ones get 403. Unset: on, except in public mode '
+        "while an isolation layer is missing (`serve --no-edits` turns it off).",
     )
     public: bool = _setting(
         "WORKSHOP_PUBLIC",
         False,
-        "Public mode (`serve --public`): editing off unless allowed, a per-client rate limit, and no start "
-        "without full sandbox isolation.",
+        "Public mode (`serve --public`): a per-client rate limit, no start without full sandbox isolation, and "
+        "edited code only while every isolation layer is in force.",
     )
     allow_weak_isolation: bool = _setting(
         "WORKSHOP_ALLOW_WEAK_ISOLATION",
@@ -72,13 +76,45 @@ class Settings:
         "auto",
         "`auto` (bubblewrap when it works here), `bubblewrap` (fail without it) or `plain` (no namespaces).",
     )
+    cgroups: str = _setting(
+        "WORKSHOP_CGROUPS",
+        "auto",
+        "A control group per run: `auto` (cgroup v2 where delegated, else v1; none if neither is writable), "
+        "`required` (fail to start without) or `off`.",
+    )
+    run_memory: int = _setting(
+        "WORKSHOP_RUN_MEMORY",
+        512 * 1024 * 1024,
+        "Bytes of memory one run may use across all its processes, files in its /tmp included (cgroup limit).",
+    )
+    run_pids: int = _setting("WORKSHOP_RUN_PIDS", 64, "Processes and threads one run may have at once (cgroup limit).")
+    run_cpus: float = _setting(
+        "WORKSHOP_RUN_CPUS", 1.0, "CPU cores one run may use at most, across its processes (cgroup limit)."
+    )
     rate_limit: int = _setting(
         "WORKSHOP_RATE_LIMIT",
         30,
         "Runs per minute one client address may start in public mode (0: no limit).",
     )
     max_concurrent_runs: int = _setting(
-        "WORKSHOP_MAX_CONCURRENT_RUNS", max(2, os.cpu_count() or 1), "Runs executing at the same time."
+        "WORKSHOP_MAX_CONCURRENT_RUNS",
+        0,
+        "Runs executing at the same time (0: derived from the memory each run may use and PostgreSQL's "
+        "connections; `/api/health` shows the rule).",
+    )
+    client_runs: int | None = _setting(
+        "WORKSHOP_CLIENT_RUNS",
+        None,
+        "Runs one client (address) may have executing at once. Unset: 1 in public mode, no limit otherwise.",
+    )
+    client_queue: int = _setting(
+        "WORKSHOP_CLIENT_QUEUE", 3, "Runs one client may have waiting for a slot; beyond it 429 `client_queue_full`."
+    )
+    client_run_seconds: float | None = _setting(
+        "WORKSHOP_CLIENT_RUN_SECONDS",
+        None,
+        "Seconds of run time one client may use per minute, charged as its runs finish (429 `run_time_budget` "
+        "beyond). Unset: 60 in public mode, no limit otherwise; 0: no limit.",
     )
     max_queue: int = _setting(
         "WORKSHOP_MAX_QUEUE", 16, "Runs allowed to wait for a free slot; beyond it requests get 429 with Retry-After."
@@ -111,10 +147,6 @@ class Settings:
     )
     log_level: str = _setting("WORKSHOP_LOG_LEVEL", "INFO", "Python logging level of the runner's log.")
 
-    @property
-    def editing_enabled(self) -> bool:
-        return self.allow_edits if self.allow_edits is not None else not self.public
-
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from the environment, letting explicit overrides win (CLI flags, tests)."""
@@ -126,11 +158,26 @@ class Settings:
                 continue
             values[f.name] = _parse(f.name, raw, f.default)
         values.update(overrides)
-        return cls(**values)
+        settings = cls(**values)
+        if settings.max_concurrent_runs <= 0:
+            settings = replace(settings, max_concurrent_runs=derive_slots(settings.run_memory).slots)
+        return settings
+
+    def share(self) -> Share:
+        """What one client may take of the runner."""
+        per_client = self.client_runs if self.client_runs is not None else (1 if self.public else 1 << 20)
+        budget = self.client_run_seconds if self.client_run_seconds is not None else (60.0 if self.public else 0.0)
+        return Share(per_client=max(1, per_client), client_queue=self.client_queue, run_seconds_per_minute=budget)
+
+
+NUMBERS_OR_UNSET: dict[str, type] = {"client_runs": int, "client_run_seconds": float}
+"""Settings whose default (unset) depends on the mode: the type their value is read as."""
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:
     try:
+        if name in NUMBERS_OR_UNSET:
+            return NUMBERS_OR_UNSET[name](raw)
         if isinstance(default, bool) or name == "allow_edits":
             if raw.lower() in {"1", "true", "yes", "on"}:
                 return True

@@ -35,6 +35,30 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def start_learner_db(port: int, cache: str = "learner") -> subprocess.Popen[str]:
+    """`python -m runner db --port PORT`, its data kept under the test cache."""
+    env = {**os.environ, "WORKSHOP_CACHE_DIR": str(TEST_CACHE / cache)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner", "db", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_until_serving(process: subprocess.Popen[str]) -> None:
+    """Read the learner database's output until it says it is ready (or it exits)."""
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "ready on" in line:
+            return
+    raise AssertionError("runner db did not start:\n" + "".join(lines))
+
+
 def runner_settings(**overrides: Any) -> Settings:
     defaults: dict[str, Any] = {
         "cache_dir": TEST_CACHE,

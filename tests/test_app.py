@@ -11,8 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.routing import Route
 
 from runner.app import create_app
+from runner.runtime import Runtime
 from runner.snippets import load_catalogue
 
 from .conftest import LiveRunner, runner_settings
@@ -92,7 +94,15 @@ def test_health_reports_postgres_pool_and_isolation(live_runner: LiveRunner) -> 
 def test_openapi_describes_every_route(live_runner: LiveRunner) -> None:
     schema = httpx.get(f"{live_runner.url}/api/openapi.json").json()
     assert schema["openapi"].startswith("3.")
-    assert set(schema["paths"]) == {"/api/runs", "/api/snippets", "/api/health", "/api/openapi.json"}
+    app = create_app(runner_settings(), runtime=live_runner.runtime)
+    served = {
+        (route.path, method.lower())
+        for route in app.routes
+        if isinstance(route, Route) and "{" not in route.path
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    assert {(path, method) for path, item in schema["paths"].items() for method in item} == served
     documented = set(schema["paths"]["/api/runs"]["post"]["responses"])
     assert documented == {"200", "400", "403", "404", "413", "415", "429", "503"}
 
@@ -187,8 +197,8 @@ def test_postgres_down_gets_503_and_the_runner_recovers(live_runner: LiveRunner)
 
 
 @pytest.mark.anyio
-async def test_public_mode_turns_editing_off_and_limits_each_client(live_runner: LiveRunner) -> None:
-    app = create_app(runner_settings(public=True, rate_limit=2), runtime=live_runner.runtime)
+async def test_public_mode_with_no_edits_refuses_them_and_limits_each_client(live_runner: LiveRunner) -> None:
+    app = create_app(runner_settings(public=True, rate_limit=2, allow_edits=False), runtime=live_runner.runtime)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://runner") as client:
         edited = await client.post("/api/runs", json={"snippet": SNIPPET, "code": "print('edited')"})
         assert_error(edited, 403, "editing_disabled")
@@ -213,3 +223,14 @@ async def test_cors_allows_the_listed_origins_only(live_runner: LiveRunner) -> N
     assert refused.status_code == 400
     assert "access-control-allow-origin" not in refused.headers
     assert listing.headers["access-control-allow-origin"] == "https://course.example"
+
+
+def test_public_mode_accepts_edits_exactly_when_every_layer_is_in_force(live_runner: LiveRunner) -> None:
+    public = runner_settings(public=True)
+    assert live_runner.runtime.missing_layers() == [], "this machine is expected to have every layer"
+    assert live_runner.runtime.editing_enabled(public)
+    assert not live_runner.runtime.editing_enabled(runner_settings(public=True, allow_edits=False))
+    weak = Runtime(public)  # not started: the plain launcher and no cgroups
+    assert "cgroups" in weak.missing_layers() and "pid-namespace" in weak.missing_layers()
+    assert not weak.editing_enabled()
+    assert weak.editing_enabled(runner_settings(public=False))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from runner.channel import wire_size
+
 from .conftest import LiveRunner, output_text
 
 SNIPPET = "chapter_05/03_pool"
@@ -83,5 +85,6 @@ def test_output_beyond_the_limit_is_truncated_and_the_run_stopped(live_runner: L
     summary = live_runner.run(SNIPPET, code=code).json()
     assert summary["truncated"] is True
     assert summary["status"] == "killed"
-    size = sum(len(e["text"].encode()) for e in summary["output"])
-    assert size == live_runner.settings.output_limit
+    size = sum(wire_size(e["text"]) for e in summary["output"])  # charged as sent: "\n" is two bytes in JSON
+    assert live_runner.settings.output_limit - 6 <= size <= live_runner.settings.output_limit
+    assert summary["reason"] == "output limit of 256 KiB reached"

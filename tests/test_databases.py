@@ -81,16 +81,16 @@ def test_nothing_is_left_behind_after_runs(live_runner: LiveRunner) -> None:
         import asyncio
 
         for _ in range(250):  # sandboxes are destroyed in the background, just after the answer
-            if pool.settled and set(await factory.leftovers()) == pool.held_databases():
+            if pool.state().settled and set(await factory.leftovers()) == pool.state().databases:
                 break
             await asyncio.sleep(0.1)
         names = set(await factory.leftovers())
-        state = f"ready={pool.ready} busy={pool.busy} settled={pool.settled} held={pool.held_databases()} all={names}"
-        return names - pool.held_databases(), state
+        snapshot = pool.state()
+        return names - snapshot.databases, f"{snapshot} all={names}"
 
     extra, state = live_runner.call(leftovers(), timeout=60)
     assert extra == set(), state
-    assert len(pool.held_databases()) == pool.size  # the ready sandboxes hold exactly their own databases
+    assert len(pool.state().databases) == pool.size  # the ready sandboxes hold exactly their own databases
 
 
 def test_a_replica_removes_its_own_orphans_and_keeps_others(live_runner: LiveRunner) -> None:

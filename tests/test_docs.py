@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from runner import lessons
-from runner.notebook import cell_source
+from runner.notebook import SETUP_CELL, cell_source
 
 REPO = Path(__file__).resolve().parent.parent
 CODE = REPO / "code"
@@ -136,7 +136,8 @@ def test_notebook_cells_are_tagged_and_match_the_scripts(lesson: lessons.Lesson,
     samples = lesson.samples()
     tags = [m.group(1) for m in _SNIPPET_BLOCK.finditer(page)]
     assert tags == ["notebook/" + snippet_id(p) for p in samples]
-    shown = [text_of(m.group(1)).strip() for m in _NOTEBOOK_PRE.finditer(page)]
+    setup, *shown = [text_of(m.group(1)).strip() for m in _NOTEBOOK_PRE.finditer(page)]
+    assert setup == SETUP_CELL.strip()  # shown, with no Run button: it is for a local Jupyter
     assert shown == [cell_source(p.read_text(encoding="utf-8")).strip() for p in samples]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 
 from runner.settings import REPO_ROOT
 
-from .conftest import TEST_CACHE, free_port
+from .conftest import free_port, start_learner_db, wait_until_serving
 
 
 def _port_free(port: int) -> bool:
@@ -28,30 +27,11 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _start(port: int, cache: str = "learner") -> subprocess.Popen[str]:
-    env = {**os.environ, "WORKSHOP_CACHE_DIR": str(TEST_CACHE / cache)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "runner", "db", "--port", str(port)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 @pytest.fixture(scope="module")
 def learner_db() -> Iterator[int]:
     port = 5432 if _port_free(5432) else free_port()
-    process = _start(port)
-    assert process.stdout is not None
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if "ready on" in line:
-            break
-    else:
-        raise AssertionError("runner db did not start:\n" + "".join(lines))
+    process = start_learner_db(port)
+    wait_until_serving(process)
     yield port
     process.terminate()
     assert process.wait(30) == 0
@@ -79,7 +59,7 @@ def test_a_wrong_password_is_refused(learner_db: int) -> None:
 
 
 def test_a_taken_port_gives_a_clear_error(learner_db: int) -> None:
-    second = _start(learner_db, cache="learner-second")
+    second = start_learner_db(learner_db, cache="learner-second")
     out, _ = second.communicate(timeout=60)
     assert second.returncode == 1
     assert f"127.0.0.1:{learner_db} is already in use" in out

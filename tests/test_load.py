@@ -64,7 +64,7 @@ def settle(live_runner: LiveRunner, timeout: float = 30) -> None:
     assert service is not None and pool is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        idle = service.running == 0 and service.waiting == 0 and pool.busy == 0 and pool.settled
+        idle = service.running == 0 and service.waiting == 0 and pool.busy == 0 and pool.state().settled
         if idle and len(sandbox_processes()) == pool.ready and not leftover_databases(live_runner):
             return
         time.sleep(0.1)
@@ -75,7 +75,7 @@ def leftover_databases(live_runner: LiveRunner) -> list[str]:
     factory, pool = live_runner.runtime.factory, live_runner.runtime.pool
     assert factory is not None and pool is not None
     names = live_runner.call(factory.leftovers())
-    return sorted(set(names) - pool.held_databases())
+    return sorted(set(names) - pool.state().databases)
 
 
 def assert_nothing_left(live_runner: LiveRunner, marker: str, folders_before: set[str]) -> None:

@@ -66,7 +66,9 @@ def test_a_new_lesson_goes_through_the_whole_pipeline(tmp_path: Path) -> None:
     assert {SAMPLE_ID, f"notebook/{SAMPLE_ID}"} <= set(catalogue)
     assert catalogue[SAMPLE_ID].code == SAMPLE
 
-    # This repository's own tests, run in the copy, find and check the new lesson.
+    # This repository's own tests, run in the copy, find and check the new lesson. Not the
+    # notebook-in-a-kernel test: its kernel finds the lesson code through the installed `runner`
+    # package, which is this checkout's, not the copy's (the setup cell's tests cover the rest).
     tests = run(
         repo,
         "-m",
@@ -79,7 +81,7 @@ def test_a_new_lesson_goes_through_the_whole_pipeline(tmp_path: Path) -> None:
         "tests/test_notebook.py",
         "tests/test_samples.py",
         "-k",
-        "not test_samples or chapter_99 or found_in_every_lesson",
+        "(not test_samples or chapter_99 or found_in_every_lesson) and not local_kernel",
         WORKSHOP_TEST_CACHE=str(CACHE),
     )
     assert tests.returncode == 0, tests.stdout

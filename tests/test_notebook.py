@@ -1,15 +1,27 @@
-"""The notebook editions, one per lesson: generated from code/, committed up to date, valid, runnable cell by cell."""
+"""The notebook editions, one per lesson: generated from code/, committed up to date, valid, runnable cell by cell.
+
+The last tests execute each one in a real local Jupyter kernel (nbclient), started
+in a folder outside the repository, against `python -m runner db` on a free port.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 import pytest
+from nbclient import NotebookClient
 
 from runner import lessons, notebook
-from runner.notebook import build_notebook, cell_source, render_notebook
+from runner.expected import normalise, read_expected
+from runner.notebook import SETUP_CELL, SETUP_INTRO, build_notebook, cell_source, render_notebook
+
+from .conftest import free_port, start_learner_db, wait_until_serving
 
 REPO = Path(__file__).resolve().parent.parent
 LESSONS = lessons.lessons(REPO)
@@ -40,10 +52,11 @@ def test_committed_notebook_validates(lesson: lessons.Lesson) -> None:
 
 
 @by_name
-def test_one_code_cell_per_sample_in_lesson_order(lesson: lessons.Lesson) -> None:
+def test_a_setup_cell_then_one_code_cell_per_sample_in_lesson_order(lesson: lessons.Lesson) -> None:
     nb = build_notebook(REPO, lesson)
     assert nb.metadata["workshop"] == {"lesson": lesson.name}
-    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    setup, *code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert setup.source == SETUP_CELL and setup.metadata == {}  # no snippet: no Run button on the site
     scripts = lesson.samples()
     assert [p.name for p in scripts] == sorted(p.name for p in scripts)
     assert len(code_cells) == len(scripts) >= 1
@@ -160,7 +173,8 @@ def test_a_sample_is_introduced_by_its_md_file_else_by_its_docstring(tmp_path: P
     assert lesson.notebook_uri == "notebook/tasks-and-groups.ipynb"
     markdown = [cell.source for cell in build_notebook(tmp_path, lesson).cells if cell.cell_type == "markdown"]
     assert markdown[0].startswith("# Tasks and groups (notebook edition)")
-    assert markdown[1:] == [
+    assert markdown[1] == SETUP_INTRO
+    assert markdown[2:] == [
         "## Start two tasks.\n\nThey run side by side.",
         "## Groups\n\nWritten by hand.",
         "## 03_bare",
@@ -209,3 +223,74 @@ def test_main_writes_then_checks(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_main_checks_every_lesson_of_the_repository(capsys: pytest.CaptureFixture[str]) -> None:
     assert notebook.main(["--check"]) == 0
     assert "every notebook is up to date" in capsys.readouterr().out
+
+
+# -- the setup cell, and the whole notebook in a local kernel -----------------
+
+STDLIB_CODE_FIRST = "import code  # as IPython does while it starts\n"
+SHOW_LESSON_CODE = "\nimport code.utils\nprint(code.utils.__file__)"
+
+
+def run_setup(cwd: Path, *python_flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *python_flags, "-c", STDLIB_CODE_FIRST + SETUP_CELL + SHOW_LESSON_CODE],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_setup_cell_finds_the_repository_above_the_notebooks_folder() -> None:
+    # -S: no site-packages, so no installed `runner` to fall back on; walking up must find it.
+    result = run_setup(REPO / "docs" / "notebook", "-S")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"lesson code from {REPO}; database port 5432", str(REPO / "code/utils.py")]
+
+
+def test_setup_cell_says_what_to_do_when_it_cannot_find_the_repository(tmp_path: Path) -> None:
+    result = run_setup(tmp_path, "-S")
+    assert result.returncode == 1
+    assert "RuntimeError: start Jupyter inside the repository, or with its environment (make venv)" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def learner_db_port() -> Iterator[int]:
+    """`python -m runner db` on a free port (5432 may belong to another checkout's tests)."""
+    port = free_port()
+    process = start_learner_db(port)
+    try:
+        wait_until_serving(process)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def stream_text(cell: nbformat.NotebookNode) -> str:
+    return "".join(output["text"] for output in cell.outputs if output["output_type"] == "stream")
+
+
+@pytest.mark.timeout(120)
+@by_name
+def test_the_notebook_runs_in_a_local_kernel_outside_the_repository(
+    lesson: lessons.Lesson, tmp_path: Path, learner_db_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert not tmp_path.resolve().is_relative_to(REPO)
+    copy = tmp_path / lesson.notebook.name  # as a learner who downloaded it from the site
+    shutil.copy(lesson.notebook, copy)
+    nb = nbformat.read(copy, as_version=4)
+    monkeypatch.setenv("WORKSHOP_DB_PORT", str(learner_db_port))
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    # The kernel runs this interpreter (jupyter_client maps the python3 kernel to sys.executable),
+    # in tmp_path: the repository is found through the installed `runner` package.
+    NotebookClient(nb, kernel_name="python3", timeout=60, resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+    setup, *samples = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert stream_text(setup) == f"lesson code from {REPO}; database port {learner_db_port}\n"
+    assert len(samples) == len(lesson.samples())
+    for cell in samples:
+        sid = cell.metadata["workshop"]["snippet"].removeprefix("notebook/")
+        assert not [o for o in cell.outputs if o["output_type"] == "error"], sid
+        assert normalise(stream_text(cell)) == read_expected(sid), sid

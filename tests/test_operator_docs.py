@@ -35,7 +35,7 @@ DYNAMIC_DEFAULTS: dict[str, tuple[str, Any]] = {
         lambda: platformdirs.user_cache_path("asyncio-workshop"),
     ),
     "site_dir": ("`site/` in the repository (`/app/site` in the image)", lambda: REPO_ROOT / "site"),
-    "max_concurrent_runs": ("the number of CPUs, at least 2", lambda: max(2, os.cpu_count() or 1)),
+    "max_concurrent_runs": ("`0`: derived (see fair share in the isolation page)", lambda: 0),
     "instance": ("the host name", socket.gethostname),
 }
 
@@ -157,8 +157,9 @@ def test_the_documented_metrics_are_the_exported_ones(live_runner: LiveRunner) -
     assert documented, "metrics.md lists no metric"
     for name, labels in documented.items():
         assert name in families, f"{name} is documented but not exported"
-        series = [s for sample, found in samples.items() if sample == name or sample.startswith(name + "_")
-                  for s in found]
+        series = [
+            s for sample, found in samples.items() if sample == name or sample.startswith(name + "_") for s in found
+        ]
         assert series, f"{name} has no samples"
         for label in labels:
             assert any(label in s for s in series), f"{name} has no `{label}` label"

@@ -34,11 +34,11 @@ def test_lesson_pages_keep_every_runnable_sample_with_its_code(zensical_site: Pa
 def test_the_widget_and_the_runner_url_are_on_the_page(zensical_site: Path) -> None:
     page = built_page(zensical_site, LESSONS[0].page_uri)
     assert '<meta name="workshop-runner-url" content="">' in page  # docs/overrides/main.html still applies
-    assert '<script src="../assets/workshop-run.js">' in page
+    assert '<script src="../assets/workshop-run.js" type="module">' in page
     assert "../assets/workshop-run.css" in page
-    assert (zensical_site / "assets/workshop-run.js").read_bytes() == (
-        REPO / "docs/assets/workshop-run.js"
-    ).read_bytes()
+    for asset in ("assets/workshop-run.js", "assets/vendor/codemirror.js"):  # the widget and its editor
+        assert (zensical_site / asset).read_bytes() == (REPO / "docs" / asset).read_bytes(), asset
+    assert not (zensical_site / "assets/vendor/build.mjs").exists(), "exclude_docs no longer applies"
 
 
 def test_include_examples_stay_examples(zensical_site: Path) -> None:
@@ -53,3 +53,5 @@ def test_what_does_not_carry_over_yet(zensical_site: Path) -> None:
         assert not (zensical_site / stem / "index.html").exists(), "Zensical renders notebooks now: update the docs"
         assert (zensical_site / lesson.notebook_uri).is_file()  # the notebook itself, as a download
     assert (zensical_site / "hooks/workshop.py").is_file(), "Zensical no longer copies the hook: update the docs"
+    page = built_page(zensical_site, LESSONS[0].page_uri)
+    assert "data-snippet=" in page and "data-sha256=" not in page, "the hook runs under Zensical: update the docs"

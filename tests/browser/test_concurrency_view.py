@@ -292,6 +292,24 @@ def test_synchronous_counts_as_sequential_and_a_new_run_clears_the_view(page: Pa
         "fetch_asynchronously: 3 queries on 2 connections, up to 2 at once"
     )
     expect(block.get_by_role("list", name="Timings").locator("li")).to_have_count(3)
+    # 3 queries: too few for percentiles; the wait before the first query is named; axes say what they measure
+    summary = block.locator(".workshop-run__summary")
+    expect(summary).not_to_contain_text("p50")
+    expect(summary).to_contain_text("The first query began 50 ms in (connecting, before it)")
+    expect(timeline(block).locator(".workshop-run__gap")).to_have_count(1)
+    expect(timeline(block)).to_contain_text("connecting")
+    expect(timeline(block)).to_contain_text("time since your code started")
+    expect(bar_chart(block)).to_contain_text("seconds each call took")
+    # one meaning per colour: a query running is neither the concurrent nor the sequential hue
+    fills = block.evaluate(
+        """b => ['svg.workshop-run__timeline .workshop-run__busy',
+                 '.workshop-run__bar-fill.workshop-run__kind--concurrent',
+                 '.workshop-run__bar-fill.workshop-run__kind--sequential']
+               .map(selector => getComputedStyle(b.querySelector(selector)).fill)"""
+    )
+    assert len(set(fills)) == 3, fills
+    assert_legible(bar_chart(block))
+    assert_legible(timeline(block))
 
     run(block)
     expect(block.get_by_role("log")).to_have_text("hi\n")

@@ -55,7 +55,7 @@ def assert_next_run_is_pristine(live_runner: LiveRunner, *, honour_retry_after: 
         response = live_runner.run(SNIPPET)
     assert response.status_code == 200, f"the next ordinary run was refused: {response.status_code} {response.text}"
     summary = response.json()
-    assert summary["status"] == "ok", output_text(summary)
+    assert summary["status"] == "ok", f"{summary['status']} ({summary['reason']}): {output_text(summary)}"
     assert normalise(output_text(summary)) == read_expected(SNIPPET)
 
 

@@ -6,6 +6,8 @@ import time
 
 import httpx
 
+from runner.channel import wire_size
+
 from ..conftest import LiveRunner, output_text
 from .support import (
     BackgroundRun,
@@ -148,7 +150,8 @@ def test_a_stderr_flood_is_truncated(live_runner: LiveRunner) -> None:
     summary = attack(live_runner, code)
     assert (summary["status"], summary["truncated"]) == ("killed", True), summary["reason"]
     assert {e["stream"] for e in summary["output"]} == {"stderr"}
-    assert sum(len(e["text"].encode()) for e in summary["output"]) == live_runner.settings.output_limit
+    sent = sum(wire_size(e["text"]) for e in summary["output"])  # as charged: bytes on the wire, escapes included
+    assert live_runner.settings.output_limit - 6 <= sent <= live_runner.settings.output_limit
     assert_next_run_is_pristine(live_runner)
 
 
@@ -157,7 +160,8 @@ def test_a_flood_from_a_grandchild_is_truncated_and_the_grandchild_killed(live_r
     code = f"import os\nos.system('yes {marker}')\nprint('yes returned')\n"
     summary = attack(live_runner, code)
     assert (summary["status"], summary["truncated"]) == ("killed", True), summary["reason"]
-    assert sum(len(e["text"].encode()) for e in summary["output"]) == live_runner.settings.output_limit
+    sent = sum(wire_size(e["text"]) for e in summary["output"])
+    assert live_runner.settings.output_limit - 6 <= sent <= live_runner.settings.output_limit
     assert "yes returned" not in output_text(summary)
     assert survivors(marker) == []
     assert_next_run_is_pristine(live_runner)

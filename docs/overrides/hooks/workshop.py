@@ -12,6 +12,9 @@
 3. Offline: nbconvert's page template pulls MathJax and Mermaid from a CDN. The
    notebook uses neither, and the site must work with no network, so those script
    elements are dropped.
+4. Every runnable sample (`data-snippet`) gets `data-sha256`, the digest of its
+   published code (the one /api/snippets gives): the widget keeps a reader's edit
+   tied to it, and sets the edit aside when the sample changes.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import lessons, notebook
-from runner.snippets import load_catalogue
+from runner.snippets import Snippet, load_catalogue
 
 # A logger under "mkdocs." so that `mkdocs build --strict` counts its warnings.
 log = logging.getLogger("mkdocs.hooks.workshop")
@@ -33,6 +36,7 @@ log = logging.getLogger("mkdocs.hooks.workshop")
 _CELL_ID = re.compile(r'id="cell-id=([^"]+)"')
 _SCRIPT = re.compile(r"<script\b([^>]*)>(.*?)</script>", re.S | re.I)
 _SRC = re.compile(r"""\bsrc\s*=\s*(["'])(.*?)\1""", re.I)
+_SNIPPET_ATTR = re.compile(r'data-snippet="([^"]+)"')
 _CDN_HINTS = ("cdnjs.cloudflare.com", "unpkg.com", "cdn.jsdelivr.net", "text/x-mathjax-config")
 _DATA_SNIPPET = re.compile(r'<[a-zA-Z][^<>]*?\bdata-snippet="([^"]*)"')  # on an element, not in shown code
 
@@ -41,6 +45,7 @@ class _Build:
     """What one build learns about the repository before it renders pages."""
 
     root = Path.cwd()
+    catalogue: dict[str, Snippet] = {}  # noqa: RUF012 - one build at a time
     known_snippets: frozenset[str] = frozenset()
     shown: dict[str, set[str]] = {}  # noqa: RUF012 - one build at a time
 
@@ -55,7 +60,8 @@ def on_files(files: Any, config: Any, **_: Any) -> Any:
     root = _Build.root
     for problem in lessons.problems(root) + notebook.problems(root):
         log.warning(problem)
-    _Build.known_snippets = frozenset(load_catalogue(root / "code"))
+    _Build.catalogue = load_catalogue(root / "code")
+    _Build.known_snippets = frozenset(_Build.catalogue)
     return files
 
 
@@ -130,9 +136,17 @@ def _drop_cdn_scripts(output: str) -> str:
     return _SCRIPT.sub(keep, output)
 
 
+def _add_hashes(output: str) -> str:
+    def add(match: re.Match[str]) -> str:
+        snippet = _Build.catalogue.get(html.unescape(match.group(1)))
+        return match.group(0) if snippet is None else f'{match.group(0)} data-sha256="{snippet.sha256}"'
+
+    return _SNIPPET_ATTR.sub(add, output)
+
+
 def on_post_page(output: str, page: Any, config: Any, **_: Any) -> str:
     if page.file.src_uri.endswith(".ipynb"):
         output = _tag_cells(output, _snippets_by_cell_id(Path(page.file.abs_src_path)))
         output = _drop_cdn_scripts(output)
     _check_snippet_ids(output, page)
-    return output
+    return _add_hashes(output)

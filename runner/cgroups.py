@@ -1,0 +1,357 @@
+"""A control group per run: one memory, process and CPU budget for every process of a sandbox.
+
+Rlimits bound each process; a run is many processes (threads, subprocesses, a
+fork bomb), so the limits that matter are kept by the kernel per group. The
+runner finds what it may use at start:
+
+* cgroup v2 where it has a delegated subtree (systemd `Delegate=yes`, a container
+  with its own cgroup namespace): `memory.max`, `pids.max`, `cpu.max`;
+* cgroup v1 where the host mounts the `memory`, `pids` and `cpu` hierarchies
+  read-write (hybrid hosts): `memory.limit_in_bytes`, `pids.max`, `cpu.cfs_quota_us`.
+
+Each run gets `workshop-<runner pid>/<run>` below the runner's own group; the
+kernel's OOM killer then acts inside that group only, and `kill` empties it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger("runner.cgroups")
+
+ROOT = Path("/sys/fs/cgroup")
+CONTROLLERS = ("memory", "pids", "cpu")
+CPU_PERIOD_US = 100_000
+
+
+@dataclass(frozen=True)
+class CgroupLimits:
+    """What one run may use, across all its processes."""
+
+    memory: int = 512 * 1024 * 1024
+    pids: int = 64
+    cpu: float = 1.0
+
+    def describe(self) -> str:
+        return f"memory {self.memory // (1024 * 1024)} MiB, {self.pids} processes, {self.cpu:g} CPU"
+
+
+@dataclass(frozen=True)
+class Usage:
+    memory_peak: int
+    cpu_seconds: float
+    oom_kills: int
+
+
+class RunCgroup(Protocol):
+    name: str
+
+    def add(self, pids: Iterable[int]) -> None: ...
+    def usage(self) -> Usage: ...
+    def pids(self) -> list[int]: ...
+    def kill(self) -> None: ...
+    def remove(self) -> bool: ...
+
+
+class CgroupDriver(Protocol):
+    version: str
+    where: str
+
+    def create(self, name: str, limits: CgroupLimits) -> RunCgroup: ...
+    def close(self) -> None: ...
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(value)
+
+
+def _read_int(path: Path, default: int = 0) -> int:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return default
+    return int(text) if text.isdigit() else default
+
+
+def _read_keyed(path: Path) -> dict[str, int]:
+    values: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if value.strip().isdigit():
+                values[key] = int(value)
+    return values
+
+
+def _procs(folders: Iterable[Path]) -> list[int]:
+    found: set[int] = set()
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            found.update(int(p) for p in (folder / "cgroup.procs").read_text().split())
+    return sorted(found)
+
+
+def _kill_until_empty(folders: list[Path]) -> None:
+    """SIGKILL every member until none is left (new forks are caught by the next pass)."""
+    for _ in range(100):
+        members = _procs(folders)
+        if not members:
+            return
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    log.warning("processes still in %s after 100 kill passes", folders[0])
+
+
+def _rmdir(folder: Path) -> bool:
+    """Remove an emptied group; its last members may take a moment to be reaped."""
+    deadline = time.monotonic() + 2
+    while True:
+        try:
+            folder.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError as error:
+            if error.errno != errno.EBUSY or time.monotonic() > deadline:
+                log.warning("cannot remove cgroup %s: %s", folder, error)
+                return False
+            os.sched_yield()
+
+
+# -- v2 ------------------------------------------------------------------------------------------
+
+
+class V2Group:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.name = folder.name
+
+    def add(self, pids: Iterable[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                _write(self.folder / "cgroup.procs", str(pid))
+
+    def usage(self) -> Usage:
+        cpu = _read_keyed(self.folder / "cpu.stat").get("usage_usec", 0) / 1e6
+        events = _read_keyed(self.folder / "memory.events")
+        return Usage(_read_int(self.folder / "memory.peak"), cpu, events.get("oom_kill", 0))
+
+    def pids(self) -> list[int]:
+        return _procs([self.folder])
+
+    def kill(self) -> None:
+        try:
+            _write(self.folder / "cgroup.kill", "1")
+        except OSError:
+            _kill_until_empty([self.folder])
+
+    def remove(self) -> bool:
+        self.kill()
+        return _rmdir(self.folder)
+
+
+class V2Driver:
+    version = "v2"
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.where = str(base)
+
+    @classmethod
+    def open(cls, own: Path) -> V2Driver:
+        """Take over the delegated group `own`: its processes move to a leaf, runs get siblings."""
+        available = set((own / "cgroup.controllers").read_text().split())
+        lacking = [c for c in CONTROLLERS if c not in available]
+        if lacking:
+            raise OSError(f"cgroup v2 group {own} is not delegated the {', '.join(lacking)} controller(s)")
+        base = own / f"workshop-{os.getpid()}"
+        leaf = own / "workshop-supervisor"
+        # "no internal processes": enabling controllers for children needs an empty parent
+        enabled = set((own / "cgroup.subtree_control").read_text().split())
+        if not all(c in enabled for c in CONTROLLERS):
+            leaf.mkdir(exist_ok=True)
+            for pid in _procs([own]):
+                with contextlib.suppress(ProcessLookupError, OSError):
+                    _write(leaf / "cgroup.procs", str(pid))
+            _write(own / "cgroup.subtree_control", " ".join(f"+{c}" for c in CONTROLLERS))
+        base.mkdir(exist_ok=True)
+        _write(base / "cgroup.subtree_control", " ".join(f"+{c}" for c in CONTROLLERS))
+        return cls(base)
+
+    def create(self, name: str, limits: CgroupLimits) -> V2Group:
+        folder = self.base / name
+        folder.mkdir()
+        try:
+            _write(folder / "memory.max", str(limits.memory))
+            with contextlib.suppress(OSError):
+                _write(folder / "memory.swap.max", "0")
+            with contextlib.suppress(OSError):
+                _write(folder / "memory.oom.group", "1")
+            _write(folder / "pids.max", str(limits.pids))
+            _write(folder / "cpu.max", f"{round(limits.cpu * CPU_PERIOD_US)} {CPU_PERIOD_US}")
+        except BaseException:
+            _rmdir(folder)
+            raise
+        return V2Group(folder)
+
+    def close(self) -> None:
+        for child in list(self.base.iterdir()) if self.base.is_dir() else []:
+            if child.is_dir():
+                V2Group(child).remove()
+        _rmdir(self.base)
+
+
+# -- v1 ------------------------------------------------------------------------------------------
+
+
+class V1Group:
+    def __init__(self, name: str, folders: dict[str, Path]) -> None:
+        self.name = name
+        self.folders = folders
+
+    def add(self, pids: Iterable[int]) -> None:
+        for pid in pids:
+            for folder in self.folders.values():
+                with contextlib.suppress(ProcessLookupError):
+                    _write(folder / "cgroup.procs", str(pid))
+
+    def usage(self) -> Usage:
+        memory = self.folders["memory"]
+        cpu = _read_int(self.folders["cpuacct"] / "cpuacct.usage") / 1e9 if "cpuacct" in self.folders else 0.0
+        oom = _read_keyed(memory / "memory.oom_control").get("oom_kill", 0)
+        return Usage(_read_int(memory / "memory.max_usage_in_bytes"), cpu, oom)
+
+    def pids(self) -> list[int]:
+        return _procs(self.folders.values())
+
+    def kill(self) -> None:
+        _kill_until_empty(list(self.folders.values()))
+
+    def remove(self) -> bool:
+        self.kill()
+        return all([_rmdir(folder) for folder in set(self.folders.values())])
+
+
+class V1Driver:
+    version = "v1"
+
+    def __init__(self, bases: dict[str, Path]) -> None:
+        self.bases = bases
+        self.where = ", ".join(str(p) for p in bases.values())
+
+    @classmethod
+    def open(cls, mounts: dict[str, Path], own: dict[str, str]) -> V1Driver:
+        bases: dict[str, Path] = {}
+        for controller in (*CONTROLLERS, "cpuacct"):
+            mount = mounts.get(controller)
+            if mount is None:
+                if controller == "cpuacct":
+                    continue
+                raise OSError(f"the cgroup v1 {controller} hierarchy is not mounted")
+            base = mount / own.get(controller, "/").lstrip("/") / f"workshop-{os.getpid()}"
+            base.mkdir(exist_ok=True)
+            bases[controller] = base
+        with contextlib.suppress(OSError):
+            _write(bases["memory"] / "memory.use_hierarchy", "1")
+        return cls(bases)
+
+    def create(self, name: str, limits: CgroupLimits) -> V1Group:
+        folders: dict[str, Path] = {}
+        try:
+            for controller, base in self.bases.items():
+                folder = base / name
+                if folder not in folders.values():
+                    folder.mkdir()
+                folders[controller] = folder
+            memory = folders["memory"]
+            with contextlib.suppress(OSError):  # charges of the warm-up move with the processes
+                _write(memory / "memory.move_charge_at_immigrate", "3")
+            _write(memory / "memory.limit_in_bytes", str(limits.memory))
+            with contextlib.suppress(OSError):
+                _write(memory / "memory.memsw.limit_in_bytes", str(limits.memory))
+            _write(folders["pids"] / "pids.max", str(limits.pids))
+            _write(folders["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+            _write(folders["cpu"] / "cpu.cfs_quota_us", str(round(limits.cpu * CPU_PERIOD_US)))
+        except BaseException:
+            for folder in set(folders.values()):
+                _rmdir(folder)
+            raise
+        return V1Group(name, folders)
+
+    def close(self) -> None:
+        names = {
+            child.name for base in self.bases.values() if base.is_dir() for child in base.iterdir() if child.is_dir()
+        }
+        for name in names:
+            V1Group(name, {c: b / name for c, b in self.bases.items() if (b / name).is_dir()}).remove()
+        for base in set(self.bases.values()):
+            _rmdir(base)
+
+
+# -- detection -----------------------------------------------------------------------------------
+
+
+def _mounts(mountinfo: str) -> tuple[Path | None, dict[str, Path]]:
+    """The v2 mount (if any) and the v1 mount of each controller, read from /proc/self/mountinfo."""
+    unified: Path | None = None
+    v1: dict[str, Path] = {}
+    for line in mountinfo.splitlines():
+        left, _, right = line.partition(" - ")
+        fields, after = left.split(), right.split()
+        if len(fields) < 5 or len(after) < 3:
+            continue
+        point, fstype, options = Path(fields[4]), after[0], after[2].split(",")
+        if "ro" in fields[5].split(","):
+            continue
+        if fstype == "cgroup2" and unified is None:
+            unified = point
+        elif fstype == "cgroup":
+            for option in options:
+                if option in (*CONTROLLERS, "cpuacct"):
+                    v1.setdefault(option, point)
+    return unified, v1
+
+
+def _own_groups(self_cgroup: str) -> tuple[str | None, dict[str, str]]:
+    unified: str | None = None
+    v1: dict[str, str] = {}
+    for line in self_cgroup.splitlines():
+        number, controllers, path = line.split(":", 2)
+        if number == "0" and controllers == "":
+            unified = path
+        for controller in controllers.split(","):
+            if controller:
+                v1[controller] = path
+    return unified, v1
+
+
+def open_driver() -> tuple[CgroupDriver | None, str]:
+    """The best cgroup driver this runner may use, or None and why not."""
+    try:
+        unified, v1_mounts = _mounts(Path("/proc/self/mountinfo").read_text())
+        own_unified, own_v1 = _own_groups(Path("/proc/self/cgroup").read_text())
+    except OSError as error:
+        return None, f"cannot read the process's cgroups: {error}"
+    problems = []
+    if unified is not None and own_unified is not None:
+        try:
+            return V2Driver.open(unified / own_unified.lstrip("/")), ""
+        except OSError as error:
+            problems.append(f"v2: {error}")
+    if v1_mounts:
+        try:
+            return V1Driver.open(v1_mounts, own_v1), ""
+        except OSError as error:
+            problems.append(f"v1: {error}")
+    return None, "; ".join(problems) or "no cgroup hierarchy is mounted"

@@ -1,0 +1,185 @@
+"""What a run did to its database: rows committed per table, objects created or dropped.
+
+Read after the run's processes are gone, before the database is dropped. Row counts
+come from PostgreSQL's cumulative statistics of the run's database, which start at
+zero in every fresh clone: `n_tup_ins/upd/del` count every attempted change, committed
+or rolled back, while `n_mod_since_analyze` (inserts + updates + deletes) and
+`n_live_tup` (inserts - deletes) count committed ones only. A backend publishes its
+statistics when it exits, so the run's remaining sessions are ended first.
+
+Objects are compared by name with the template's list, read once per template from a
+fresh clone (`template_objects`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import asyncpg
+from pydantic import BaseModel, Field
+
+from .errors import PostgresUnavailable
+from .postgres import ServerAddress
+
+if TYPE_CHECKING:
+    from .databases import DatabaseFactory
+
+log = logging.getLogger("runner.changes")
+
+END_SESSIONS_TIMEOUT_MS = 2000
+"""How long PostgreSQL may take to end a run's leftover session (it waits for the exit)."""
+
+_USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'"
+_NAME = "CASE WHEN n.nspname = 'public' THEN {0} ELSE n.nspname || '.' || {0} END"
+CATALOG_SQL = f"""
+SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
+         WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index'
+         WHEN 'I' THEN 'index' WHEN 'f' THEN 'foreign table' WHEN 'c' THEN 'type' END
+       || ' ' || {_NAME.format("c.relname")}
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE {_USER_SCHEMAS} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'i', 'I', 'f', 'c')
+UNION ALL
+SELECT CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END
+       || ' ' || {_NAME.format("p.proname")} || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE {_USER_SCHEMAS}
+UNION ALL
+SELECT 'type ' || {_NAME.format("t.typname")}
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE {_USER_SCHEMAS} AND t.typtype IN ('e', 'd', 'r', 'm')
+UNION ALL
+SELECT 'trigger ' || t.tgname || ' on ' || {_NAME.format("c.relname")}
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE NOT t.tgisinternal
+UNION ALL
+SELECT 'schema ' || n.nspname FROM pg_namespace n WHERE {_USER_SCHEMAS} AND n.nspname <> 'public'
+UNION ALL
+SELECT 'extension ' || extname FROM pg_extension WHERE extname <> 'plpgsql'
+"""
+
+STATS_SQL = """
+SELECT CASE WHEN schemaname = 'public' THEN relname ELSE schemaname || '.' || relname END AS name,
+       n_tup_ins, n_tup_upd, n_tup_del, n_live_tup, n_mod_since_analyze,
+       analyze_count + autoanalyze_count + vacuum_count + autovacuum_count AS maintained
+  FROM pg_stat_user_tables
+ WHERE n_tup_ins + n_tup_upd + n_tup_del > 0
+ ORDER BY 1
+"""
+
+
+class TableChange(BaseModel):
+    """Rows of one table changed by committed transactions (`rolled_back`: changes undone)."""
+
+    table: str
+    inserted: int = Field(ge=0)
+    updated: int = Field(ge=0)
+    deleted: int = Field(ge=0)
+    rolled_back: int = Field(ge=0, default=0, description="Row changes made and then rolled back.")
+
+
+class DatabaseChanges(BaseModel):
+    """What a run left in its database, compared with the template it was cloned from."""
+
+    tables: list[TableChange] = Field(default_factory=list)
+    created: list[str] = Field(default_factory=list, description='Objects added, e.g. "table notes".')
+    dropped: list[str] = Field(default_factory=list, description='Template objects gone, e.g. "index brand_pkey".')
+
+
+def committed(inserts: int, updates: int, deletes: int, live: int, modified: int) -> tuple[int, int, int]:
+    """Committed (inserted, updated, deleted) from attempted counts and two committed-only sums.
+
+    live = I - D and modified = I + U + D hold for committed changes. When nothing was
+    rolled back, or everything was, the answer is exact; in the mixed case the split
+    between kinds is the one that stays within the attempted counts.
+    """
+    if modified == inserts + updates + deletes:
+        return inserts, updates, deletes
+    if modified <= 0:
+        return 0, 0, 0
+    # D as large as the attempts allow, with U = modified - live - 2D >= 0 and I = live + D <= inserts
+    d = max(0, -live, min(deletes, (modified - live) // 2, inserts - live))
+    i = max(0, live + d)
+    u = max(0, modified - i - d)
+    return i, u, d
+
+
+async def read_catalog(conn: asyncpg.Connection) -> frozenset[str]:
+    return frozenset(r[0] for r in await conn.fetch(CATALOG_SQL) if r[0])
+
+
+async def template_objects(admin: ServerAddress, fresh_clone: str) -> frozenset[str]:
+    """The objects of the template, read from a clone nothing has touched yet."""
+    conn = await asyncpg.connect(**admin.as_role(admin.user, admin.password, fresh_clone).connect_kwargs())
+    try:
+        return await read_catalog(conn)
+    finally:
+        await conn.close()
+
+
+async def end_sessions(conn: asyncpg.Connection, database: str) -> None:
+    """End every session on the run's database and wait until each has exited (and so published its statistics)."""
+    await conn.execute(
+        "SELECT pg_terminate_backend(pid, $2) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        database,
+        END_SESSIONS_TIMEOUT_MS,
+    )
+
+
+async def rows_touched(conn: asyncpg.Connection, database: str) -> int:
+    """Rows inserted, updated or deleted in the database, system catalogs (so DDL) included, committed or not."""
+    touched = await conn.fetchval(
+        "SELECT tup_inserted + tup_updated + tup_deleted FROM pg_stat_database WHERE datname = $1", database
+    )
+    return int(touched or 0)
+
+
+async def measure(admin: ServerAddress, database: str, before: frozenset[str]) -> DatabaseChanges:
+    """Compare the run's database with the template; call once its sessions have ended."""
+    conn = await asyncpg.connect(**admin.as_role(admin.user, admin.password, database).connect_kwargs())
+    try:
+        rows = await conn.fetch(STATS_SQL)
+        after = await read_catalog(conn)
+    finally:
+        await conn.close()
+    tables = []
+    for row in rows:
+        ins, upd, dele = row["n_tup_ins"], row["n_tup_upd"], row["n_tup_del"]
+        if row["maintained"]:
+            # ANALYZE or VACUUM reset the committed-only counters: attempted counts are what is left
+            i, u, d = ins, upd, dele
+        else:
+            i, u, d = committed(ins, upd, dele, row["n_live_tup"], row["n_mod_since_analyze"])
+        tables.append(
+            TableChange(
+                table=row["name"],
+                inserted=i,
+                updated=u,
+                deleted=d,
+                rolled_back=max(0, ins + upd + dele - i - u - d),
+            )
+        )
+    return DatabaseChanges(tables=tables, created=sorted(after - before), dropped=sorted(before - after))
+
+
+async def _after_run(factory: DatabaseFactory, database: str, before: frozenset[str]) -> DatabaseChanges:
+    async with factory.admin_connection() as conn:
+        await end_sessions(conn, database)
+        if not await rows_touched(conn, database):
+            return DatabaseChanges()  # the common case: nothing written, no connection to the run's database needed
+    return await measure(factory.admin, database, before)
+
+
+MEASURE_TIMEOUT = 5.0
+
+
+async def after_run(factory: DatabaseFactory, database: str) -> DatabaseChanges | None:
+    """The changes of a finished run, or None when they cannot be read (they never fail a run)."""
+    if factory.template_objects is None:
+        return None
+    try:
+        return await asyncio.wait_for(_after_run(factory, database, factory.template_objects), MEASURE_TIMEOUT)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, PostgresUnavailable) as error:
+        log.warning("could not read what the run did to %s: %s", database, error)
+        return None
