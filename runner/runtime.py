@@ -115,14 +115,15 @@ class Runtime:
         mode = self.settings.sandbox
         if mode not in {"auto", "bubblewrap", "plain"}:
             raise SystemExit(f"WORKSHOP_SANDBOX must be auto, bubblewrap or plain, not {mode!r}")
-        launcher = choose_launcher(want_bubblewrap=mode != "plain")
+        launcher = choose_launcher(want_bubblewrap=mode != "plain", want_seccomp=self.settings.seccomp)
         if mode == "bubblewrap" and launcher.name != "bubblewrap":
             raise SystemExit("WORKSHOP_SANDBOX=bubblewrap but bubblewrap does not work here (see the log)")
         if self.settings.public and launcher.missing and not self.settings.allow_weak_isolation:
             raise SystemExit(
                 "refusing to serve in public mode: sandboxes lack "
                 + ", ".join(launcher.missing)
-                + " (install bubblewrap, or pass --allow-weak-isolation to accept the risk)"
+                + " (see the log; install bubblewrap and libseccomp2, or pass --allow-weak-isolation to accept "
+                "the risk)"
             )
         return launcher
 

@@ -72,6 +72,12 @@ class Settings:
         "auto",
         "`auto` (bubblewrap when it works here), `bubblewrap` (fail without it) or `plain` (no namespaces).",
     )
+    seccomp: bool = _setting(
+        "WORKSHOP_SECCOMP",
+        True,
+        "Filter the system calls of every sandbox (seccomp, loaded by bubblewrap). `off` serves to measure "
+        "what the filter costs; public mode refuses to start without it.",
+    )
     rate_limit: int = _setting(
         "WORKSHOP_RATE_LIMIT",
         30,
