@@ -12,7 +12,6 @@ import json
 import platform
 import subprocess
 import sys
-from pathlib import Path
 
 import pyseccomp
 
@@ -154,7 +153,7 @@ def test_each_refused_system_call_fails_with_its_error_and_the_run_goes_on(live_
     assert_next_run_is_pristine(live_runner)
 
 
-def test_unfiltered_the_kernel_would_have_answered_those_calls(tmp_path: Path) -> None:
+def test_unfiltered_the_kernel_would_have_answered_those_calls() -> None:
     """The same probe in a bare bubblewrap sandbox without the filter: what the filter takes away."""
     code, expected = native_probes()
     launcher = BubblewrapLauncher(seccomp=False)
