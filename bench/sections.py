@@ -175,7 +175,7 @@ def print_seccomp(plan: Plan, results: Results) -> None:
     report.heading(
         report.SECCOMP,
         f"(WORKSHOP_SECCOMP on vs off; warm pool {results.warm_size}, {plan.runs} runs each after {plan.warmup} "
-        "warm-up; system calls inside a run; bare sandbox starts alternating)",
+        f"warm-up; {plan.seccomp_starts} bare sandboxes each, alternating)",
     )
     sample = results.seccomp
     if sample is None:
@@ -196,23 +196,15 @@ def print_seccomp(plan: Plan, results: Results) -> None:
         off.server_median("run") if off else nan,
         ms,
     )
-    for call, label in (("getppid", "os.getppid() (allowed by number)"), ("socket", "socket(AF_UNIX) + close")):
+    row("bare sandbox start + child imports", sample.start_median("on"), sample.start_median("off"), ms)
+    for call, label in (("getppid", "bare sandbox, os.getppid()"), ("socket", "bare sandbox, socket() + close()")):
         row(label, sample.call_ns("on", call), sample.call_ns("off", call), lambda ns: f"{num(ns, 0)} ns")
-    row(
-        "bare sandbox start + child imports",
-        sample.start_median("on"),
-        sample.start_median("off"),
-        ms,
-    )
     report.table(rows)
     print(
         f"  the health endpoint's layers: seccomp {sample.layers.get('on', 'n/a')} with on, "
         f"{sample.layers.get('off', 'n/a')} with off; program {sample.program_bytes} bytes of BPF"
     )
-    loops, starts = len(sample.per_call.get("on", {}).get("getppid", [])), len(sample.starts.get("on", []))
-    print(f"  system calls: medians of {loops} runs each; sandbox starts: medians of {starts} each (no runner)")
-    for error in sample.errors[:1]:
-        print(f"  first error: {error}")
+    print("  bare sandbox rows: bubblewrap + the child's Python without runner or database, medians")
     for mode, latency in sample.hi.items():
         if latency.errors:
             print(f"  first error with the filter {mode}: {latency.first_error()}", flush=True)
