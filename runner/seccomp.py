@@ -144,32 +144,39 @@ class SeccompProgram:
             os.close(self._fd)
 
 
-def build() -> SeccompProgram:
-    """Compile the filter for this machine, or raise SeccompUnavailable saying why."""
+def build(architecture: str | None = None) -> SeccompProgram:
+    """Compile the filter for this machine (or for `architecture`), or raise SeccompUnavailable saying why."""
     try:
         import pyseccomp  # libseccomp through ctypes; raises RuntimeError when the C library is missing
     except (ImportError, RuntimeError, OSError) as error:
         raise SeccompUnavailable(f"libseccomp is not usable ({error}); install libseccomp2 and pyseccomp") from error
+    tokens = {"x86_64": pyseccomp.Arch.X86_64, "aarch64": pyseccomp.Arch.AARCH64}
     native = pyseccomp.system_arch()
-    arches = {pyseccomp.Arch.X86_64: "x86_64", pyseccomp.Arch.AARCH64: "aarch64"}
-    if native not in arches:
-        raise SeccompUnavailable(f"no system-call filter for this architecture (libseccomp arch {native:#x})")
+    if architecture is None:
+        names = {token: name for name, token in tokens.items()}
+        if native not in names:
+            raise SeccompUnavailable(f"no system-call filter for this architecture (libseccomp arch {native:#x})")
+        architecture = names[native]
     try:
-        syscall_filter, policy = _compile(pyseccomp, arches[native])
+        syscall_filter, policy = _compile(pyseccomp, architecture, tokens[architecture], native)
         bpf, pfc = _export(syscall_filter)
     except OSError as error:
         raise SeccompUnavailable(f"libseccomp could not build the filter: {error}") from error
     return SeccompProgram(bpf, policy, pfc)
 
 
-def _compile(lib: Any, architecture: str) -> tuple[Any, Policy]:
+def _compile(lib: Any, architecture: str, token: int, native: int) -> tuple[Any, Policy]:
+    """Rules name calls by their native numbers; libseccomp translates them for the filter's architecture."""
     denied_errno = lib.ERRNO(errno.EPERM)
     syscall_filter = lib.SyscallFilter(lib.ERRNO(errno.ENOSYS))
+    if token != native:  # a filter for another machine (the tests check both supported ones)
+        syscall_filter.add_arch(token)
+        syscall_filter.remove_arch(native)
     syscall_filter.set_attr(lib.Attr.ACT_BADARCH, denied_errno)
     syscall_filter.set_attr(lib.Attr.CTL_OPTIMIZE, 2)  # a binary tree of syscall numbers, not a long list
-    known = _known_syscalls(lib)
-    unnamed = sorted(name for name in ALLOWED if lib.resolve_syscall(lib.Arch.NATIVE, name) == -1)
-    for name in sorted(ALLOWED - set(unnamed)):
+    known = _known_syscalls(lib, token)
+    unnamed = sorted(name for name in ALLOWED if lib.resolve_syscall(token, name) == -1)
+    for name in sorted(ALLOWED & known):  # names of other architectures only (`open` on aarch64) are left out
         syscall_filter.add_rule(lib.ALLOW, name)
     # FALL_BACK needs no rule: ENOSYS is the default action (libseccomp refuses a rule that repeats it)
     _add_conditional_rules(lib, syscall_filter, denied_errno)
@@ -180,12 +187,12 @@ def _compile(lib: Any, architecture: str) -> tuple[Any, Policy]:
     return syscall_filter, Policy(architecture, allowed, tuple(denied), tuple(unnamed))
 
 
-def _known_syscalls(lib: Any) -> set[str]:
-    """Every call libseccomp can name on the native architecture."""
+def _known_syscalls(lib: Any, token: int) -> set[str]:
+    """Every call libseccomp can name on the architecture."""
     names = set()
     for number in range(1024):
         with contextlib.suppress(ValueError):
-            names.add(lib.resolve_syscall(lib.Arch.NATIVE, number).decode())
+            names.add(lib.resolve_syscall(token, number).decode())
     return names
 
 
