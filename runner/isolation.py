@@ -264,8 +264,10 @@ class BubblewrapLauncher:
         return None
 
     def _try_sandbox(self, program: SeccompProgram | None) -> str | None:
-        fds = [program.open()] if program else []
+        fds: list[int] = []
         try:
+            if program is not None:
+                fds.append(program.open())
             result = subprocess.run(
                 [*self.bwrap_argv(fds[0] if fds else None), *CHILD_ARGV[:-2], "-c", PROBE_CODE],
                 capture_output=True,
