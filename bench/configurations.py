@@ -16,6 +16,7 @@ from .fidelity import Comparison, LearnerDatabase, direct, through_runner
 from .latency import sequential
 from .plan import HI, POOL, Plan, Results
 from .report import secs
+from .seccomp import measure as measure_seccomp_settings
 from .server import RunnerProcess
 from .startup import measure_starts
 from .throughput import sustain
@@ -82,6 +83,13 @@ def measure_fidelity(plan: Plan, cache_dir: Path, learner_cache: Path, results: 
             for _ in range(plan.fidelity_repetitions):
                 results.via_runner.extend(through_runner(client, 1, refill))
                 results.via_direct.extend(direct(database.port, 1))
+
+
+def measure_seccomp(plan: Plan, cache_dir: Path, results: Results) -> None:
+    progress(f"seccomp cost: warm pool {results.warm_size} with WORKSHOP_SECCOMP=on, then off")
+    results.seccomp = measure_seccomp_settings(
+        plan.runs, plan.warmup, plan.seccomp_starts, cache_dir, results.warm_size
+    )
 
 
 def measure_startup(plan: Plan, cache_dir: Path, results: Results) -> None:
