@@ -634,3 +634,31 @@ def test_wait_for_postgres_gives_up_loudly(cluster: Cluster) -> None:
     assert "no PostgreSQL ready after 2 s" in closed.stderr
     wrong = _wait(f"postgresql://postgres:wrong@127.0.0.1:{cluster.server.port}/postgres", "--timeout", "1")
     assert wrong.returncode == 1, wrong.stdout
+
+
+# -- the runner's seccomp profile --------------------------------------------------------------
+
+SECCOMP = DOCKER / "seccomp" / "runner.json"
+
+
+def test_the_seccomp_profile_opens_what_bubblewrap_needs_and_no_more() -> None:
+    profile = json.loads(SECCOMP.read_text())
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
+    unconditional = set()
+    for rule in profile["syscalls"]:
+        if rule["action"] == "SCMP_ACT_ALLOW" and not rule.get("args") and not rule.get("includes"):
+            unconditional |= set(rule["names"])
+    needed = {"unshare", "clone", "clone3", "mount", "umount2", "pivot_root", "setns", "sethostname"}
+    assert needed <= unconditional, needed - unconditional
+    # refused by the engine's default profile, and still refused (seccomp=unconfined would allow them)
+    refused = {"bpf", "perf_event_open", "kexec_load", "init_module", "finit_module", "open_by_handle_at",
+               "add_key", "swapon", "acct", "quotactl", "lookup_dcookie", "fanotify_init", "settimeofday"}
+    assert not refused & unconditional, refused & unconditional
+
+
+def test_the_seccomp_profile_is_derived_as_its_script_says(tmp_path: Path) -> None:
+    """derive.py run on the profile itself changes nothing: the two additions are already there."""
+    result = subprocess.run([sys.executable, str(SECCOMP.with_name("derive.py")), str(SECCOMP)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(SECCOMP.read_text())

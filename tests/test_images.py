@@ -189,10 +189,13 @@ def assert_full_isolation(state: dict[str, Any]) -> None:
 
 # -- 1. the runner image alone -------------------------------------------------------------
 
-# The runner's options, as docs/operators/index.md gives them: bubblewrap needs user
-# namespaces (seccomp) and a fresh /proc (unmasked system paths); the rest is taken away.
+SECCOMP_PROFILE = DOCKER / "seccomp" / "runner.json"
+
+# The runner's options, as docs/operators/index.md gives them: bubblewrap needs its
+# namespace calls (the runner's seccomp profile) and a fresh /proc (unmasked system
+# paths); the rest is taken away.
 RUNNER_OPTIONS = (
-    "--security-opt", "seccomp=unconfined",
+    "--security-opt", f"seccomp={SECCOMP_PROFILE}",
     "--security-opt", "apparmor=unconfined",
     "--security-opt", "systempaths=unconfined",
     "--security-opt", "no-new-privileges",
@@ -257,6 +260,22 @@ def test_the_runner_alone_runs_edited_code_in_its_sandbox(runner_alone: Runner) 
     summary = response.json()
     assert summary["status"] == "ok", combined_output(summary)
     assert combined_output(summary) == "products: 1000\nhost: sandbox\n"
+
+
+PROBE = "from runner.isolation import BubblewrapLauncher; print(BubblewrapLauncher().probe())"
+
+
+@pytest.mark.parametrize(("seccomp", "outcome"), [
+    (str(SECCOMP_PROFILE), "None"),  # the runner's profile: bubblewrap works
+    ("", "Can't set hostname"),  # the engine's default profile: sethostname needs CAP_SYS_ADMIN
+], ids=["runner-profile", "default-profile"])
+def test_bubblewrap_needs_the_runners_seccomp_profile(engine: Any, seccomp: str, outcome: str) -> None:
+    if not engine.is_podman and not seccomp:
+        pytest.skip("Docker's default profile refuses earlier (unshare); only podman's is pinned down here")
+    security = ["--security-opt", f"seccomp={seccomp}"] if seccomp else []
+    result = engine("run", "--rm", *security, "--security-opt", "systempaths=unconfined", "--cap-drop", "ALL",
+                    images.RUNNER_IMAGE, "python", "-c", PROBE, check=False, capture=True, timeout=120)
+    assert outcome in result.stdout, result.stdout + result.stderr
 
 
 CGROUP_PROBE = r"""

@@ -181,3 +181,7 @@ def test_the_example_overlay_changes_what_it_says(overlay: dict[str, dict[str, A
     assert backend == {"name": overlay["Service"]["metadata"]["name"], "port": {"name": "http"}}
     env = {item["name"]: item.get("value") for item in runner_container(overlay)["env"]}
     assert env["FORWARDED_ALLOW_IPS"] and env["WORKSHOP_PUBLIC"] == "true"
+    context = pod_spec(overlay)["securityContext"]
+    assert context["seccompProfile"] == {"type": "Localhost", "localhostProfile": "profiles/workshop-runner.json"}
+    assert context["runAsNonRoot"] is True, "the patch keeps the rest of the base's security context"
+    assert (REPO_ROOT / "docker" / "seccomp" / "runner.json").is_file()
