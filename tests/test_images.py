@@ -136,9 +136,9 @@ def start(engine: Any) -> Iterator[Callable[..., Container]]:
     """`start(name, image, *options)`: a detached container, removed with its volumes at the end."""
     started: list[Container] = []
 
-    def run(name: str, image: str, *options: str, command: tuple[str, ...] = ()) -> Container:
+    def run(name: str, image: str, *options: str) -> Container:
         engine("rm", "--force", "--volumes", name, check=False, capture=True, timeout=120)
-        engine("run", "--detach", "--name", name, *options, image, *command, capture=True, timeout=120)
+        engine("run", "--detach", "--name", name, *options, image, capture=True, timeout=120)
         container = Container(engine, name)
         started.append(container)
         return container
@@ -214,7 +214,8 @@ class Runner:
 
 
 @pytest.fixture(scope="module")
-def runner_alone(start: Callable[..., Container], delegated_cgroup: Callable[[str], list[str]]) -> Runner:
+def runner_alone(delegated_cgroup: Callable[[str], list[str]], start: Callable[..., Container]) -> Runner:
+    # (delegated_cgroup first: set up before the container, so torn down after it)
     port = free_port()
     container = start(
         f"workshop-{TAG}-runner", images.RUNNER_IMAGE, *RUNNER_OPTIONS, *delegated_cgroup(f"{TAG}-runner"),
