@@ -260,7 +260,9 @@ def test_the_runner_image_builds_the_site_and_serves_it() -> None:
     stages = [step.args for step in steps if step.keyword == "FROM"]
     assert len(stages) == 2 and stages[0].endswith(" AS site")
     run = [step.args for step in steps if step.keyword == "RUN"]
-    assert any('".[site]"' in step and "mkdocs build --strict" in step for step in run)
+    install = next(i for i, step in enumerate(run) if '".[site]"' in step)
+    build = next(i for i, step in enumerate(run) if "mkdocs build --strict" in step)
+    assert install < build
     assert any("bubblewrap" in step for step in run)
     arg = next(step.args for step in steps if step.keyword == "ARG")
     assert arg.startswith("PYTHON_IMAGE=python:3.11-slim")
