@@ -421,6 +421,8 @@ def compose_stack(engine: Any, delegated_cgroup: Callable[[str], list[str]]) -> 
         assert state is not None
         yield ComposeStack(url, project, state, containers)
     finally:
+        for container in containers.values():  # first, with their anonymous volumes (the runner's cache)
+            engine("rm", "--force", "--volumes", container.name, check=False, capture=True, timeout=120)
         compose("down", "--volumes", check=False)
         if engine.is_podman:  # podman-compose 1.0 leaves the project's network behind
             engine("network", "rm", f"{project}_default", check=False, capture=True, timeout=60)
