@@ -1,28 +1,52 @@
-# Each target bootstraps .venv idempotently from pyproject.toml's pinned ranges.
+# Each target bootstraps .venv idempotently from pyproject.toml's pinned ranges, with
+# only the extras it uses: `make db` the runner alone, `make serve` the site builder
+# too, `make test` (and `make venv`) everything. One stamp per set of extras.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+STAMP_RUNTIME := $(VENV)/.installed-runtime
+STAMP_SITE := $(VENV)/.installed-site
+STAMP := $(VENV)/.installed-test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv system-packages serve test lint bench db site notebook expected vendor clean
+.PHONY: venv venv-serve venv-db system-packages image-packages serve test lint bench db site notebook \
+	expected vendor images images-test clean
+
+# $(1): the extras, e.g. [site]
+define install
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.$(1)'
+	touch $@
+endef
+
+$(STAMP_RUNTIME): pyproject.toml
+	$(call install,)
+
+$(STAMP_SITE): pyproject.toml
+	$(call install,[site])
+
+ALL_EXTRAS := [site,test]
+$(STAMP): pyproject.toml
+	$(call install,$(ALL_EXTRAS))
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[site,test]'
-	touch $(STAMP)
+venv-serve: $(STAMP_SITE)
+
+venv-db: $(STAMP_RUNTIME)
 
 system-packages:
 	bash .ci/system-packages
 
-site: $(STAMP)
+image-packages:
+	bash .ci/image-packages
+
+site: $(STAMP_SITE)
 	$(PY) -m mkdocs build --strict --quiet
 
-serve: $(STAMP) site
+serve: $(STAMP_SITE) site
 	$(PY) -m runner serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
@@ -36,13 +60,13 @@ test: $(STAMP) system-packages lint
 bench: $(STAMP)
 	$(PY) -m bench
 
-db: $(STAMP)
+db: $(STAMP_RUNTIME)
 	$(PY) -m runner db
 
-expected: $(STAMP)
+expected: $(STAMP_RUNTIME)
 	$(PY) -m runner expected --write
 
-notebook: $(STAMP)
+notebook: $(STAMP_SITE)
 	$(PY) -m runner notebook
 
 # The front-end files under docs/assets/vendor/ (and tests/browser/vendor/axe.min.js) are built
@@ -51,6 +75,15 @@ notebook: $(STAMP)
 vendor:
 	npm ci --no-audit --no-fund
 	node docs/assets/vendor/build.mjs
+
+# Both images, with podman (or Docker), from the official bases or, where no registry
+# answers, from local ones made out of Debian packages (docker/images.py).
+images:
+	$(PYTHON) docker/images.py build
+
+# The built images run for real: the runner alone, the learners' PostgreSQL, compose.
+images-test: $(STAMP) images
+	$(PY) -m pytest -m images tests/test_images.py
 
 clean:
 	rm -rf site test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ import httpx
 
 from .fidelity import Comparison, LearnerDatabase, direct, through_runner
 from .latency import sequential
+from .layers import measure as measure_layer_costs
 from .plan import HI, POOL, Plan, Results
 from .report import secs
 from .seccomp import measure as measure_seccomp_settings
@@ -95,3 +96,8 @@ def measure_seccomp(plan: Plan, cache_dir: Path, results: Results) -> None:
 def measure_startup(plan: Plan, cache_dir: Path, results: Results) -> None:
     progress(f"start to ready: 1 priming start, then {plan.starts} measured")
     results.startup = measure_starts(cache_dir, results.warm_size, plan.starts)
+
+
+def measure_layers(plan: Plan, cache_dir: Path, results: Results) -> None:
+    progress(f"containment cost: warm pool {results.warm_size} with every layer, then without per-run cgroups")
+    results.layers = measure_layer_costs(plan.runs, plan.warmup, cache_dir, results.warm_size)

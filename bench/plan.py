@@ -63,6 +63,7 @@ class Results:
     via_direct: Comparison | None = None
     startup: StartupSample | None = None
     seccomp: SeccompSample | None = None
+    layers: dict[str, tuple[LatencySample, list[str]]] | None = None
     """The same figures with the system-call filter and without it."""
     admission: str = "unknown"
     """The runner's queue/concurrency settings as its health endpoint reports them."""
@@ -75,6 +76,7 @@ class Results:
         errors += self.load.errors if self.load else 0
         errors += sum(len(c.errors) for c in (self.via_runner, self.via_direct) if c)
         errors += self.seccomp.run_errors if self.seccomp else 0
+        errors += sum(sample.errors for sample, _ in (self.layers or {}).values())
         return errors
 
 

@@ -210,6 +210,26 @@ def print_seccomp(plan: Plan, results: Results) -> None:
             print(f"  first error with the filter {mode}: {latency.first_error()}", flush=True)
 
 
+def print_layers(plan: Plan, results: Results) -> None:
+    report.heading(
+        report.CONTAINMENT,
+        f'(warm print("hi"), pool {results.warm_size}, {plan.runs} runs each after {plan.warmup} warm-up; '
+        "one runner per configuration, one after the other)",
+    )
+    if not results.layers:
+        print("  not measured")
+        return
+    base = results.layers.get("every layer")
+    rows = [["", "client p50", "client p95", "server run", "p50 vs every layer"]]
+    for label, (sample, _) in results.layers.items():
+        difference = sample.p50 - base[0].p50 if base else math.nan
+        rows.append([label, ms(sample.p50), ms(sample.p95), ms(sample.server_median("run")), ms(difference)])
+    report.table(rows)
+    for label, (_, layers) in results.layers.items():
+        print(f"  {label}: the health endpoint listed {', '.join(layers)}")
+    print("  target: the per-run cgroup adds at most 2 ms to the warm p50", flush=True)
+
+
 def fidelity_difference(results: Results) -> float:
     """Percent by which the runner's ratio differs from the direct one."""
     if results.via_runner is None or results.via_direct is None:
