@@ -2,7 +2,8 @@
 
 Configurations run one after another (see bench.configurations): cold path
 (pool 0), warm pool (latency, throughput), a warm runner beside the learners'
-database (fidelity), then repeated starts. Exit status 1 only when runs failed
+database (fidelity), repeated starts, then warm runners with the system-call
+filter on and off (seccomp cost). Exit status 1 only when runs failed
 or a section could not be measured; missed targets are reported, not fatal.
 """
 
@@ -18,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from . import report, sections
-from .configurations import measure_cold, measure_fidelity, measure_startup, measure_warm
+from .configurations import (
+    measure_cold,
+    measure_fidelity,
+    measure_layers,
+    measure_seccomp,
+    measure_startup,
+    measure_warm,
+)
 from .plan import FULL, QUICK, WARM_POOL_SIZE, Results, default_pool_size
 from .report import secs
 from .server import DEFAULT_CACHE_DIR
@@ -72,12 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     attempt(results, "warm pool", measure_warm, plan, cache_dir, results)
     attempt(results, "fidelity", measure_fidelity, plan, cache_dir, learner_cache, results)
     attempt(results, "start to ready", measure_startup, plan, cache_dir, results)
+    attempt(results, "seccomp cost", measure_seccomp, plan, cache_dir, results)
+    attempt(results, "containment cost", measure_layers, plan, cache_dir, results)
 
     sections.print_latency(plan, results)
     sections.print_throughput(plan, results)
     sections.print_fidelity(plan, results)
     sections.print_startup(results)
     sections.print_load(plan, results)
+    sections.print_seccomp(plan, results)
+    sections.print_layers(plan, results)
     report.print_targets(sections.targets(results))
 
     errors = results.run_errors()

@@ -14,8 +14,10 @@ import httpx
 
 from .fidelity import Comparison, LearnerDatabase, direct, through_runner
 from .latency import sequential
+from .layers import measure as measure_layer_costs
 from .plan import HI, POOL, Plan, Results
 from .report import secs
+from .seccomp import measure as measure_seccomp_settings
 from .server import RunnerProcess
 from .startup import measure_starts
 from .throughput import sustain
@@ -84,6 +86,18 @@ def measure_fidelity(plan: Plan, cache_dir: Path, learner_cache: Path, results: 
                 results.via_direct.extend(direct(database.port, 1))
 
 
+def measure_seccomp(plan: Plan, cache_dir: Path, results: Results) -> None:
+    progress(f"seccomp cost: warm pool {results.warm_size} with WORKSHOP_SECCOMP=on, then off")
+    results.seccomp = measure_seccomp_settings(
+        plan.runs, plan.warmup, plan.seccomp_starts, cache_dir, results.warm_size
+    )
+
+
 def measure_startup(plan: Plan, cache_dir: Path, results: Results) -> None:
     progress(f"start to ready: 1 priming start, then {plan.starts} measured")
     results.startup = measure_starts(cache_dir, results.warm_size, plan.starts)
+
+
+def measure_layers(plan: Plan, cache_dir: Path, results: Results) -> None:
+    progress(f"containment cost: warm pool {results.warm_size} with every layer, then without per-run cgroups")
+    results.layers = measure_layer_costs(plan.runs, plan.warmup, cache_dir, results.warm_size)

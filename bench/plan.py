@@ -14,6 +14,7 @@ from runner.settings import Settings
 from .fidelity import Comparison
 from .latency import LatencySample
 from .runs import HI_CODE, POOL_SNIPPET, run_body
+from .seccomp import SeccompSample
 from .startup import StartupSample
 from .throughput import ThroughputSample
 
@@ -31,6 +32,7 @@ class Plan:
     starts: int
     load_clients: int = 32
     load_seconds: float = 20.0
+    seccomp_starts: int = 10
 
 
 FULL = Plan(runs=50, warmup=3, throughput_seconds=30.0, clients=8, fidelity_repetitions=3, starts=3)
@@ -43,6 +45,7 @@ QUICK = Plan(
     starts=1,
     load_clients=16,
     load_seconds=3.0,
+    seccomp_starts=2,
 )
 
 HI = run_body(POOL_SNIPPET, HI_CODE)
@@ -59,6 +62,9 @@ class Results:
     via_runner: Comparison | None = None
     via_direct: Comparison | None = None
     startup: StartupSample | None = None
+    seccomp: SeccompSample | None = None
+    layers: dict[str, tuple[LatencySample, list[str]]] | None = None
+    """The same figures with the system-call filter and without it."""
     admission: str = "unknown"
     """The runner's queue/concurrency settings as its health endpoint reports them."""
     failures: list[str] = dataclasses.field(default_factory=list)
@@ -69,6 +75,8 @@ class Results:
         errors += self.throughput.errors if self.throughput else 0
         errors += self.load.errors if self.load else 0
         errors += sum(len(c.errors) for c in (self.via_runner, self.via_direct) if c)
+        errors += self.seccomp.run_errors if self.seccomp else 0
+        errors += sum(sample.errors for sample, _ in (self.layers or {}).values())
         return errors
 
 

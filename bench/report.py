@@ -16,9 +16,11 @@ HEADINGS = (
     "== 3. Fidelity ==",
     "== 4. Start to ready ==",
     "== 5. Load ==",
+    "== 6. Seccomp cost ==",
+    "== 7. Containment cost ==",
     "== Targets ==",
 )
-SEQUENTIAL, THROUGHPUT, FIDELITY, STARTUP, LOAD, TARGETS = HEADINGS
+SEQUENTIAL, THROUGHPUT, FIDELITY, STARTUP, LOAD, SECCOMP, CONTAINMENT, TARGETS = HEADINGS
 
 PEERS = "peers per run: Codapi (Docker per run) 250-540 ms, Piston 154 ms, Judge0 ~500 ms"
 BOOK = "book (pool of 6): sequential 21.8 s / concurrent 4.8 s = 4.5x"

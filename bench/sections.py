@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from . import report
 from .plan import Plan, Results, default_pool_size
@@ -168,6 +169,65 @@ def print_startup(results: Results) -> None:
     print(f"  priming start {secs(sample.priming)} (unmeasured)")
     print(f"  measured starts: {', '.join(secs(s) for s in sample.starts)}; median {secs(sample.median)}")
     print(f"  shutdown after SIGTERM: {', '.join(secs(s) for s in sample.stops)}", flush=True)
+
+
+def print_seccomp(plan: Plan, results: Results) -> None:
+    report.heading(
+        report.SECCOMP,
+        f"(WORKSHOP_SECCOMP on vs off; warm pool {results.warm_size}, {plan.runs} runs each after {plan.warmup} "
+        f"warm-up; {plan.seccomp_starts} bare sandboxes each, alternating)",
+    )
+    sample = results.seccomp
+    if sample is None:
+        print("  not measured")
+        return
+    on, off = sample.hi.get("on"), sample.hi.get("off")
+    rows = [["", "filter on", "filter off", "on/off"]]
+
+    def row(label: str, with_filter: float, without: float, show: Callable[[float], str]) -> None:
+        rows.append([label, show(with_filter), show(without), num(ratio(with_filter, without))])
+
+    nan = math.nan
+    row('print("hi") warm, client p50', on.p50 if on else nan, off.p50 if off else nan, ms)
+    row('print("hi") warm, client p95', on.p95 if on else nan, off.p95 if off else nan, ms)
+    row(
+        'print("hi") warm, server run',
+        on.server_median("run") if on else nan,
+        off.server_median("run") if off else nan,
+        ms,
+    )
+    row("bare sandbox start + child imports", sample.start_median("on"), sample.start_median("off"), ms)
+    for call, label in (("getppid", "bare sandbox, os.getppid()"), ("socket", "bare sandbox, socket() + close()")):
+        row(label, sample.call_ns("on", call), sample.call_ns("off", call), lambda ns: f"{num(ns, 0)} ns")
+    report.table(rows)
+    print(
+        f"  the health endpoint's layers: seccomp {sample.layers.get('on', 'n/a')} with on, "
+        f"{sample.layers.get('off', 'n/a')} with off; program {sample.program_bytes} bytes of BPF"
+    )
+    print("  bare sandbox rows: bubblewrap + the child's Python without runner or database, medians")
+    for mode, latency in sample.hi.items():
+        if latency.errors:
+            print(f"  first error with the filter {mode}: {latency.first_error()}", flush=True)
+
+
+def print_layers(plan: Plan, results: Results) -> None:
+    report.heading(
+        report.CONTAINMENT,
+        f'(warm print("hi"), pool {results.warm_size}, {plan.runs} runs each after {plan.warmup} warm-up; '
+        "one runner per configuration, one after the other)",
+    )
+    if not results.layers:
+        print("  not measured")
+        return
+    base = results.layers.get("every layer")
+    rows = [["", "client p50", "client p95", "server run", "p50 vs every layer"]]
+    for label, (sample, _) in results.layers.items():
+        difference = sample.p50 - base[0].p50 if base else math.nan
+        rows.append([label, ms(sample.p50), ms(sample.p95), ms(sample.server_median("run")), ms(difference)])
+    report.table(rows)
+    for label, (_, layers) in results.layers.items():
+        print(f"  {label}: the health endpoint listed {', '.join(layers)}")
+    print("  target: the per-run cgroup adds at most 2 ms to the warm p50", flush=True)
 
 
 def fidelity_difference(results: Results) -> float:

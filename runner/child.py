@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import atexit
+import errno
 import functools
 import inspect
 import json
@@ -43,6 +44,10 @@ RLIMITS = {
     "open_files": resource.RLIMIT_NOFILE,
     "core": resource.RLIMIT_CORE,
 }
+REFUSED_NOTE = (
+    "note: the sandbox refuses system calls that a lesson never needs (mounts, namespaces, tracing, io_uring, "
+    'kernel keys, bpf, ...); a refused call fails with EPERM, "Operation not permitted".\n'
+)
 CONNECT_KEYS = ("dsn", "host", "port", "user", "password", "passfile", "database", "ssl", "direct_tls")
 
 recorder = QueryRecorder()
@@ -177,6 +182,8 @@ def print_readable_traceback(error: BaseException, filename: str) -> None:
             frame.filename = os.path.relpath(frame.filename, REPO_ROOT)
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)] if frames else []
     lines += traceback.format_exception_only(type(error), error)
+    if isinstance(error, OSError) and error.errno == errno.EPERM:
+        lines.append(REFUSED_NOTE)
     sys.stdout.flush()
     sys.stderr.write("".join(lines))
     sys.stderr.flush()

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .seccomp import SeccompProgram, SeccompUnavailable
+from .seccomp import build as build_seccomp
 from .settings import CODE_DIR, REPO_ROOT
 
 log = logging.getLogger("runner.isolation")
@@ -98,6 +100,7 @@ class PlainLauncher:
         "mount-namespace",
         "ipc-namespace",
         "unprivileged-uid",
+        "seccomp",
     )
 
     def plan(self, events_fd: int) -> LaunchPlan:
@@ -110,6 +113,13 @@ SANDBOX_UID = 65534
 
 TMP_SIZE = 64 * 1024 * 1024
 SHM_SIZE = 8 * 1024 * 1024
+SECCOMP_LAYER = "seccomp"
+PROBE_CODE = (
+    "import asyncpg, ctypes, runner.child\n"
+    "refused = ctypes.CDLL(None, use_errno=True).unshare(0) == -1 and ctypes.get_errno() == 1\n"
+    "print('ok', 'filtered' if refused else 'unfiltered')\n"
+)
+"""What a probe runs: the child's imports, then a call the filter refuses (a no-op without it)."""
 
 
 class BubblewrapLauncher:
@@ -118,11 +128,13 @@ class BubblewrapLauncher:
     Only what Python needs is bound in (the system's /usr and /etc, the Python
     installation, the virtualenv, the runner's child program and the lesson's
     code/), all read-only. No PostgreSQL socket either: connections come through
-    the runner's gate (`runner/gate.py`), the one way out.
+    the runner's gate (`runner/gate.py`), the one way out. Every sandbox gets the
+    system-call filter of `runner/seccomp.py`, compiled once here and read by
+    bubblewrap from a descriptor of its own.
     """
 
     name = "bubblewrap"
-    layers: tuple[str, ...] = (
+    BASE_LAYERS: tuple[str, ...] = (
         "pid-namespace",
         "net-namespace",
         "mount-namespace",
@@ -136,19 +148,40 @@ class BubblewrapLauncher:
         "rlimits",
         "scrubbed-env",
     )
-    missing: tuple[str, ...] = ()
 
-    def __init__(self, bwrap: str = "bwrap") -> None:
+    def __init__(self, bwrap: str = "bwrap", *, seccomp: bool = True) -> None:
         self.bwrap = shutil.which(bwrap) or bwrap
+        self.layers: tuple[str, ...] = self.BASE_LAYERS
+        self.missing: tuple[str, ...] = ()
+        self.seccomp: SeccompProgram | None = None
+        self.seccomp_problem: str | None = None
+        """Why the filter is not in force (None when it is)."""
+        if not seccomp:
+            self._without_seccomp("it was turned off (WORKSHOP_SECCOMP=off)")
+            return
+        try:
+            self.seccomp = build_seccomp()
+        except SeccompUnavailable as error:
+            self._without_seccomp(str(error))
+            return
+        self.layers = (*self.BASE_LAYERS, SECCOMP_LAYER)
+
+    def _without_seccomp(self, why: str) -> None:
+        if self.seccomp is not None:
+            self.seccomp.close()
+        self.seccomp, self.seccomp_problem = None, why
+        self.layers, self.missing = self.BASE_LAYERS, (SECCOMP_LAYER,)
 
     def plan(self, events_fd: int) -> LaunchPlan:
-        return LaunchPlan(
-            [*self.bwrap_argv(), *CHILD_ARGV], scrubbed_env(events_fd), Path("/"), [], self.process_options()
-        )
+        fds = [self.seccomp.open()] if self.seccomp else []
+        argv = [*self.bwrap_argv(fds[0] if fds else None), *CHILD_ARGV]
+        return LaunchPlan(argv, scrubbed_env(events_fd), Path("/"), [], self.process_options(), fds)
 
-    def bwrap_argv(self) -> list[str]:
+    def bwrap_argv(self, seccomp_fd: int | None = None) -> list[str]:
+        """bubblewrap's options; with `seccomp_fd`, the filter read from it (bubblewrap closes it)."""
         argv = [
             self.bwrap,
+            *(["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []),
             "--unshare-all",
             "--unshare-user",
             "--die-with-parent",
@@ -210,33 +243,70 @@ class BubblewrapLauncher:
                     folder.chmod(mode | 0o001)
 
     def probe(self) -> str | None:
-        """Try a real sandbox; None when it works, otherwise why not."""
+        """Try a real sandbox, with the filter when there is one; None when it works, otherwise why not.
+
+        When only the filter fails (a kernel without seccomp, a broken program), the
+        sandboxes run without it and `missing` says so.
+        """
         if not shutil.which(self.bwrap):
             return "bubblewrap (bwrap) is not installed"
         try:
             self.prepare_host()
+        except OSError as error:
+            return f"bubblewrap failed to start: {error}"
+        problem = self._try_sandbox(self.seccomp)
+        if problem is None or self.seccomp is None:
+            return problem
+        unfiltered = self._try_sandbox(None)
+        if unfiltered is not None:
+            return unfiltered  # bubblewrap itself fails here, filter or not
+        self._without_seccomp(f"the sandbox does not work with the filter: {problem}")
+        return None
+
+    def _try_sandbox(self, program: SeccompProgram | None) -> str | None:
+        fds: list[int] = []
+        try:
+            if program is not None:
+                fds.append(program.open())
             result = subprocess.run(
-                [*self.bwrap_argv(), *CHILD_ARGV[:-2], "-c", "import asyncpg, runner.child; print('ok')"],
+                [*self.bwrap_argv(fds[0] if fds else None), *CHILD_ARGV[:-2], "-c", PROBE_CODE],
                 capture_output=True,
                 text=True,
                 timeout=30,
                 env=scrubbed_env(3),
                 cwd="/",
+                pass_fds=fds,
                 **self.process_options(),
             )
         except (OSError, subprocess.SubprocessError) as error:
             return f"bubblewrap failed to start: {error}"
-        if result.returncode != 0 or result.stdout.strip() != "ok":
+        finally:
+            for fd in fds:
+                os.close(fd)
+        answer = result.stdout.strip()
+        if result.returncode != 0 or not answer.startswith("ok "):
             return f"bubblewrap failed: {(result.stderr or result.stdout).strip()[:500]}"
+        if program is not None and answer != "ok filtered":
+            return f"the filter was not in force: the sandbox answered {answer!r}"
         return None
 
 
-def choose_launcher(*, want_bubblewrap: bool = True) -> Launcher:
+def choose_launcher(*, want_bubblewrap: bool = True, want_seccomp: bool = True) -> Launcher:
     """Bubblewrap when it works here, otherwise the plain launcher (and say why in the log)."""
     if want_bubblewrap:
-        launcher = BubblewrapLauncher()
+        launcher = BubblewrapLauncher(seccomp=want_seccomp)
         problem = launcher.probe()
         if problem is None:
+            if launcher.seccomp is not None:
+                policy = launcher.seccomp.policy
+                log.info(
+                    "seccomp filter for %s: %d calls allowed, %d refused with EPERM, the unknown with ENOSYS",
+                    policy.architecture,
+                    len(policy.allowed),
+                    len(policy.denied),
+                )
+            else:
+                log.warning("sandboxes run WITHOUT a seccomp filter: %s", launcher.seccomp_problem)
             return launcher
         log.warning("sandboxes run WITHOUT namespaces: %s", problem)
     else:

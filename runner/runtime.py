@@ -157,7 +157,7 @@ class Runtime:
         mode = self.settings.sandbox
         if mode not in {"auto", "bubblewrap", "plain"}:
             raise SystemExit(f"WORKSHOP_SANDBOX must be auto, bubblewrap or plain, not {mode!r}")
-        launcher = choose_launcher(want_bubblewrap=mode != "plain")
+        launcher = choose_launcher(want_bubblewrap=mode != "plain", want_seccomp=self.settings.seccomp)
         if mode == "bubblewrap" and launcher.name != "bubblewrap":
             raise SystemExit("WORKSHOP_SANDBOX=bubblewrap but bubblewrap does not work here (see the log)")
         missing = [*launcher.missing, *([] if self.cgroups is not None else ["cgroups"])]
@@ -165,8 +165,8 @@ class Runtime:
             raise SystemExit(
                 "refusing to serve in public mode: sandboxes lack "
                 + ", ".join(missing)
-                + " (see docs/operators: bubblewrap, cgroup delegation; or pass --allow-weak-isolation to accept"
-                " the risk, with edited code refused)"
+                + " (see docs/operators/isolation.md: bubblewrap, libseccomp2, cgroup delegation; or pass"
+                " --allow-weak-isolation to accept the risk, with edited code refused)"
             )
         return launcher
 

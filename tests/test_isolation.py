@@ -19,7 +19,9 @@ def test_bubblewrap_is_in_force_when_installed(live_runner: LiveRunner) -> None:
     assert isinstance(launcher, BubblewrapLauncher), "CI installs bubblewrap: the sandbox must use it"
     health = httpx.get(f"{live_runner.url}/api/health").json()["isolation"]
     assert health["launcher"] == "bubblewrap"
-    assert {"pid-namespace", "net-namespace", "mount-namespace", "unprivileged-uid"} <= set(health["layers"])
+    assert {"pid-namespace", "net-namespace", "mount-namespace", "unprivileged-uid", "seccomp"} <= set(
+        health["layers"]
+    ), "CI installs libseccomp2 and pyseccomp: every sandbox must get the system-call filter"
     assert health["missing"] == []
 
 
@@ -49,8 +51,21 @@ def test_plain_launcher_says_what_is_missing() -> None:
 
 
 def test_public_mode_refuses_to_start_without_namespaces() -> None:
-    env = {**os.environ, "WORKSHOP_CACHE_DIR": str(TEST_CACHE / "public-weak"), "WORKSHOP_SANDBOX": "plain"}
-    result = subprocess.run(
+    result = serve_public({"WORKSHOP_SANDBOX": "plain"})
+    assert result.returncode != 0
+    assert "refusing to serve in public mode" in result.stderr + result.stdout
+
+
+def test_public_mode_refuses_to_start_without_the_system_call_filter() -> None:
+    result = serve_public({"WORKSHOP_SECCOMP": "off"})
+    assert result.returncode != 0
+    assert "refusing to serve in public mode: sandboxes lack seccomp" in result.stderr + result.stdout
+    assert "sandboxes run WITHOUT a seccomp filter: it was turned off" in result.stderr + result.stdout
+
+
+def serve_public(settings: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WORKSHOP_CACHE_DIR": str(TEST_CACHE / "public-weak"), **settings}
+    return subprocess.run(
         [sys.executable, "-m", "runner", "serve", "--public", "--port", str(free_port())],
         cwd=REPO_ROOT,
         env=env,
@@ -58,5 +73,3 @@ def test_public_mode_refuses_to_start_without_namespaces() -> None:
         text=True,
         timeout=120,
     )
-    assert result.returncode != 0
-    assert "refusing to serve in public mode" in result.stderr + result.stdout
