@@ -102,15 +102,21 @@ def _procs(folders: Iterable[Path]) -> list[int]:
 
 
 def _kill_until_empty(folders: list[Path]) -> None:
-    """SIGKILL every member until none is left (new forks are caught by the next pass)."""
+    """SIGKILL every member; pass again while new members appear (forks between two passes).
+
+    A killed process stays listed until it is reaped: it is not killed twice, and once a pass
+    finds nobody new the group can only shrink.
+    """
+    killed: set[int] = set()
     for _ in range(100):
-        members = _procs(folders)
+        members = [pid for pid in _procs(folders) if pid not in killed]
         if not members:
             return
         for pid in members:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-    log.warning("processes still in %s after 100 kill passes", folders[0])
+        killed.update(members)
+    log.warning("processes still appearing in %s after 100 kill passes", folders[0])
 
 
 def _rmdir(folder: Path) -> bool:

@@ -220,9 +220,8 @@ def runner_alone(delegated_cgroup: Callable[[str], list[str]], start: Callable[.
     container = start(
         f"workshop-{TAG}-runner", images.RUNNER_IMAGE, *RUNNER_OPTIONS, *delegated_cgroup(f"{TAG}-runner"),
         "--publish", f"127.0.0.1:{port}:8000",
-        # Public mode. Edits allowed explicitly: public mode accepts them by itself once
-        # every containment layer (per-run cgroups included) is in force.
-        "--env", "WORKSHOP_PUBLIC=true", "--env", "WORKSHOP_ALLOW_EDITS=true",
+        # Public mode, nothing else: it accepts edits by itself with every layer in force.
+        "--env", "WORKSHOP_PUBLIC=true",
         "--env", f"WORKSHOP_INSTANCE={TAG}",
     )
     url = f"http://127.0.0.1:{port}"
@@ -432,21 +431,23 @@ def test_compose_serves_public_mode_with_every_isolation_layer(compose_stack: Co
     state = compose_stack.health
     assert state["status"] == "ok", state
     assert state["postgres"] == {"kind": "external", "healthy": True}
-    assert state["public"] is True and state["editing"] is False
+    assert state["public"] is True and state["editing"] is True  # every layer in force: public mode takes edits
     assert_full_isolation(state)
     for container in compose_stack.containers.values():
         assert container.healthcheck_passes(), container.logs()
 
 
-def test_compose_runs_a_sample_and_refuses_edits(compose_stack: ComposeStack) -> None:
+def test_compose_runs_a_sample_and_an_edited_one_inside_its_limits(compose_stack: ComposeStack) -> None:
     response = run(compose_stack.url, "chapter_05/03_pool")
     assert response.status_code == 200, response.text
     summary = response.json()
     assert summary["status"] == "ok", combined_output(summary)
     assert normalise(combined_output(summary)) == read_expected("chapter_05/03_pool")
     edited = run(compose_stack.url, "chapter_05/03_pool", code="print('edited')")
-    assert edited.status_code == 403, edited.text
-    assert json.loads(edited.text)["error"]
+    assert edited.status_code == 200, edited.text
+    result = json.loads(edited.text)
+    assert (result["status"], result["edited"], combined_output(result)) == ("ok", True, "edited\n")
+    assert result["resources"] is not None, "the run had no control group of its own"
 
 
 def test_compose_postgres_is_reached_through_the_socket_only(compose_stack: ComposeStack) -> None:
