@@ -15,10 +15,11 @@ from pathlib import Path
 
 import asyncpg
 
+from .clone_space import CloneSpace
 from .databases import DatabaseFactory
 from .isolation import Launcher, PlainLauncher, choose_launcher
 from .pool import SandboxPool
-from .postgres import EmbeddedCluster, ExternalServer, PostgresServer
+from .postgres import EmbeddedCluster, ExternalServer, PostgresServer, service_owner
 from .runs import RunService
 from .settings import Settings
 from .snippets import Snippet, load_catalogue
@@ -47,7 +48,7 @@ def fast_clone_base(setting: str) -> Path | None:
 def make_server(settings: Settings) -> PostgresServer:
     if settings.database_url:
         return ExternalServer(settings.database_url)
-    return EmbeddedCluster(settings.cache_dir / "runner-pg")
+    return EmbeddedCluster(settings.cache_dir / "runner-pg", backend_memory=settings.db_memory_limit)
 
 
 class Runtime:
@@ -88,7 +89,9 @@ class Runtime:
         self.postgres_healthy = True
         self.launcher = await asyncio.to_thread(self._choose_launcher)
         self.template = await ensure_template(self.server.admin)
-        self.factory = DatabaseFactory(self.server.admin, self.template, self.settings.instance)
+        self.factory = DatabaseFactory(
+            self.server.admin, self.template, self.settings.instance, size_limit=self.settings.db_size_limit
+        )
         await self.factory.open()
         await self.factory.drop_orphans()
         await self._use_fast_clone_dir()
@@ -105,11 +108,17 @@ class Runtime:
             return
         try:
             location = self.server.prepare_clone_dir(base)
-            await self.factory.ensure_tablespace(RUN_TABLESPACE, location)
+            space = CloneSpace.prepare(location, self.settings.clone_space, service_owner())
+            await self.factory.ensure_tablespace(RUN_TABLESPACE, location, space)
         except (OSError, asyncpg.PostgresError) as error:
             log.warning("run databases stay beside the template (no tablespace in %s): %s", base, error)
             return
-        log.info("run databases are cloned into %s", location)
+        log.info(
+            "run databases are cloned into %s (%d MiB%s, then onto disk)",
+            location,
+            space.ceiling >> 20,
+            ", a tmpfs of its own" if space.enforced else "",
+        )
 
     def _choose_launcher(self) -> Launcher:
         mode = self.settings.sandbox

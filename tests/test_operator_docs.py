@@ -51,6 +51,8 @@ def render_default(name: str, default: Any) -> str:
         return f"`{','.join(default)}`" if default else "empty"
     if isinstance(default, float) and default.is_integer():
         return f"`{int(default)}`"
+    if isinstance(default, int) and default >= 1024 * 1024 and default % (1024 * 1024) == 0:
+        return f"`{default}` ({default // (1024 * 1024)} MiB)"
     if isinstance(default, int) and default >= 1024 and default % 1024 == 0:
         return f"`{default}` ({default // 1024} KiB)"
     return f"`{default}`"
@@ -157,8 +159,9 @@ def test_the_documented_metrics_are_the_exported_ones(live_runner: LiveRunner) -
     assert documented, "metrics.md lists no metric"
     for name, labels in documented.items():
         assert name in families, f"{name} is documented but not exported"
-        series = [s for sample, found in samples.items() if sample == name or sample.startswith(name + "_")
-                  for s in found]
+        series = [
+            s for sample, found in samples.items() if sample == name or sample.startswith(name + "_") for s in found
+        ]
         assert series, f"{name} has no samples"
         for label in labels:
             assert any(label in s for s in series), f"{name} has no `{label}` label"
