@@ -35,6 +35,15 @@ move itself (v1: the writer is the process it moves; v2: the writer must also be
 able to write the `cgroup.procs` of the common ancestor, so the postmaster is moved
 below `<base>` and `<base>/cgroup.procs` is chowned too). Parallel workers would be
 forked by the postmaster outside the group: the embedded cluster has none.
+
+Lifecycle, for the runtime and the sandbox:
+
+    layer, why = await BackendMemory.open(driver, server, template)  # at start; None and why if missing
+    await layer.attach_server()                                      # after the embedded server restarted
+    group = layer.create(db.name, group_limit(memory, quota, db.in_memory))  # before the run's role connects
+    breach = await db_quota.watch(factory.size_probe(db), quota, group, memory)  # beside the run
+    await layer.release(group, factory)                              # then factory.drop(db.name)
+    await layer.close()                                              # at stop, before the driver's close
 """
 
 from __future__ import annotations

@@ -44,6 +44,56 @@ def test_reservations_fill_the_ceiling_then_count_what_went_to_disk(tmp_path: Pa
     assert (usage.ceiling, usage.reserved, usage.databases, usage.on_disk) == (300, 300, 2, 1)
 
 
+class ListProbe:
+    """Sizes handed out one call at a time, at the folder probe's pace."""
+
+    interval = 0.1
+
+    def __init__(self, sizes: list[int]) -> None:
+        self.sizes = sizes
+        self.calls = 0
+
+    async def __call__(self) -> int:
+        self.calls += 1
+        return self.sizes.pop(0) if len(self.sizes) > 1 else self.sizes[0]
+
+
+class FakeGroup:
+    limit = 96 * MIB
+
+    def __init__(self, after: int) -> None:
+        self.after, self.asked = after, 0
+
+    def under_pressure(self) -> bool:
+        self.asked += 1
+        return self.asked > self.after
+
+
+@pytest.mark.anyio
+async def test_watch_returns_when_the_size_passes_the_limit() -> None:
+    probe = ListProbe([10 * MIB, 20 * MIB, 40 * MIB])
+    breach = await watch(probe, 32 * MIB)
+    assert (breach.kind, breach.size, probe.calls) == ("size", 40 * MIB, 3)
+    assert breach.reason == "database size limit of 32 MiB reached (40 MiB)"
+
+
+@pytest.mark.anyio
+async def test_watch_names_the_memory_limit_when_the_backends_pass_it() -> None:
+    breach = await watch(ListProbe([MIB]), 32 * MIB, FakeGroup(after=2), memory_limit=64 * MIB)
+    assert breach.kind == "memory" and breach.reason == "database memory limit of 64 MiB reached"
+
+
+@pytest.mark.anyio
+async def test_watch_looks_at_the_group_every_tenth_of_a_second_even_with_a_slow_probe() -> None:
+    probe = ListProbe([MIB])
+    probe.interval = 1.0
+    group = FakeGroup(after=3)
+    began = time.monotonic()
+    breach = await watch(probe, 32 * MIB, group)
+    assert breach.kind == "memory" and probe.calls == 1
+    assert time.monotonic() - began < 0.9
+
+
 def test_the_probe_measures_what_the_server_reports(live_runner: LiveRunner) -> None:
     factory = _factory(live_runner)
 
