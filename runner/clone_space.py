@@ -12,7 +12,8 @@ memory, and a run can grow its database. Three things bound it:
   the default tablespace (disk) instead, where its pages are reclaimable cache.
 
 So N concurrent runs at their quota hold at most the ceiling in RAM through this
-folder, however large N is (see docs/operators/index.md for the arithmetic).
+folder, however large N is (see docs/operators/index.md for the arithmetic). A
+runner that stops unmounts it; one that died leaves it for the next start to reuse.
 """
 
 from __future__ import annotations
@@ -151,6 +152,17 @@ class CloneSpace:
         if mounted_tmpfs(location):  # ours, from an earlier start, and it could not be resized
             return cls(location, min(ceiling, size_of(location)), enforced=False)
         return cls(location, ceiling, enforced=False)
+
+    def unmount(self) -> None:
+        """Give the memory back when the runner stops (its databases are dropped by then).
+
+        The tablespace's folder goes with the mount; the next start makes it again."""
+        if not self.enforced or not mounted_tmpfs(self.location):
+            return
+        try:
+            subprocess.run(["umount", str(self.location)], check=True, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as error:
+            log.warning("cannot unmount the tmpfs at %s: %s", self.location, error)
 
     @property
     def reserved(self) -> int:

@@ -147,6 +147,8 @@ class Runtime:
                 await self.factory.drop_orphans()
             await self.factory.close()
         await self.server.stop()
+        if self.factory and self.factory.clone_space:
+            self.factory.clone_space.unmount()
 
     async def _watch(self) -> None:
         """Notice when Postgres goes away; restart the embedded one and refill the pool."""

@@ -28,12 +28,12 @@ MIB = 1024 * 1024
 SMALL = 64 * MIB
 BIG_HASH_AGGREGATE = "SELECT count(*) FROM (SELECT g, count(*) FROM generate_series(1, 20000000) g GROUP BY g) s"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="memory groups are made by a runner running as root")
-
 
 @pytest.fixture(scope="module")
 def layer(live_runner: LiveRunner) -> Iterator[BackendMemory]:
     """The runner's own layer when it has one, else one opened for these tests and closed after them."""
+    if os.geteuid() != 0:
+        pytest.skip("memory groups are made by a runner running as root")
     runtime = live_runner.runtime
     existing = getattr(runtime, "backend_memory", None)
     if isinstance(existing, BackendMemory):
@@ -110,6 +110,22 @@ def test_the_template_carries_the_login_trigger_and_its_fingerprint_covers_it(li
 def test_group_limit_counts_the_database_pages_only_in_memory() -> None:
     assert group_limit(256 * MIB, 128 * MIB, True) == 384 * MIB
     assert group_limit(256 * MIB, 128 * MIB, False) == 256 * MIB
+
+
+@pytest.mark.parametrize(
+    ("version", "stat"),
+    [
+        ("v1", "cache 900\nrss 70\nshmem 30\ntotal_cache 900\ntotal_rss 70\ntotal_shmem 31\n"),
+        ("v2", "anon 70\nfile 900\nshmem 31\n"),
+    ],
+)
+def test_what_a_group_holds_leaves_the_page_cache_out(tmp_path: Path, version: str, stat: str) -> None:
+    (tmp_path / "memory.stat").write_text(stat)
+    (tmp_path / "cgroup.procs").write_text("")
+    group = BackendGroup("wsrun_x", tmp_path, 100, version)
+    assert group.held() == 101
+    assert group.under_pressure() and group.held_at_trip == 101
+    assert not BackendGroup("wsrun_y", tmp_path, 101, version).under_pressure()
 
 
 def test_a_backend_joins_its_group_at_login_or_cannot_log_in(live_runner: LiveRunner, layer: BackendMemory) -> None:

@@ -190,6 +190,31 @@ def test_the_clone_folder_is_a_tmpfs_of_the_ceilings_size(live_runner: LiveRunne
     assert usage.reserved == usage.databases * (factory.size_limit + OVERSHOOT_MARGIN)
 
 
+def test_the_ceiling_is_mounted_once_then_reused_or_resized(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root mounts the ceiling")
+    location = Path("/dev/shm") / f"wtc-remount-{os.getpid()}"
+    location.mkdir(mode=0o700)
+    (location / "left-over").write_text("hidden under a mount, it would hold RAM nobody can free")
+    try:
+        first = CloneSpace.prepare(location, 32 * MIB, None)
+        assert first.enforced and mounted_tmpfs(location) and size_of(location) == 32 * MIB
+        assert not (location / "left-over").exists()
+        (location / "kept").write_text("a tablespace's files")
+        again = CloneSpace.prepare(location, 32 * MIB, None)
+        resized = CloneSpace.prepare(location, 48 * MIB, None)
+        assert again.enforced and resized.enforced and resized.ceiling == size_of(location) == 48 * MIB
+        assert (location / "kept").exists()  # reused and resized in place, not mounted over
+        mounts = [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(location) in line]
+        assert len(mounts) == 1, mounts
+    finally:
+        if mounted_tmpfs(location):
+            subprocess.run(["umount", str(location)], check=True)
+        for child in location.iterdir():
+            child.unlink()
+        location.rmdir()
+
+
 @pytest.fixture
 def small_space(live_runner: LiveRunner) -> Iterator[tuple[DatabaseFactory, CloneSpace]]:
     """A factory of its own, whose tablespace is a tmpfs with room for one run database at quota."""
