@@ -11,8 +11,8 @@ does not contain: they are children of the postmaster. Two bounds apply to them:
   module). It has no limit the kernel enforces; the runner watches it instead.
   What counts is what they hold: private memory and the pages their database adds on
   a tmpfs, not the page cache the kernel may reclaim. On v1 an eventfd threshold on
-  `memory.usage_in_bytes` wakes the runner the moment the group passes the run's
-  limit, and the runner ends every backend of the group at once (SIGTERM: they exit
+  `memory.usage_in_bytes` wakes a thread of the runner the moment the group passes
+  the run's limit, and it ends every backend of the group at once (SIGTERM: they exit
   normally, as with pg_terminate_backend); on v2 `memory.high` throttles the group
   (it never fails an allocation) while the run's owner polls `under_pressure()`.
 
@@ -53,8 +53,11 @@ import contextlib
 import errno
 import logging
 import os
+import select
 import signal
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -180,6 +183,61 @@ def _terminate(pids: list[int]) -> None:
             os.kill(pid, signal.SIGTERM)
 
 
+# -- the thread woken by the kernel ---------------------------------------------------------------
+
+
+class ThresholdWatcher:
+    """One thread blocked in epoll on the groups' eventfds: it reacts within microseconds of the kernel's
+    signal, whatever the event loop is busy with (under load the loop may take tens of milliseconds,
+    during which a backend allocates tens of MiB)."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._epoll.register(self._wake, select.EPOLLIN)
+        self._callbacks: dict[int, Callable[[], None]] = {}
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="backend-memory-thresholds", daemon=True)
+        self._thread.start()
+
+    def add(self, fd: int, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._callbacks[fd] = callback
+            self._epoll.register(fd, select.EPOLLIN)
+
+    def remove(self, fd: int) -> None:
+        with self._lock:
+            if self._callbacks.pop(fd, None) is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._epoll.unregister(fd)
+
+    def close(self) -> None:
+        self._stopping = True
+        os.eventfd_write(self._wake, 1)
+        self._thread.join(5)
+        self._epoll.close()
+        os.close(self._wake)
+
+    def _run(self) -> None:
+        with contextlib.suppress(OSError):  # ahead of the backends it stops, when allowed (root)
+            os.setpriority(os.PRIO_PROCESS, 0, -5)  # 0: this thread (Linux)
+        while not self._stopping:
+            try:
+                ready = self._epoll.poll()
+            except OSError:
+                return
+            for fd, _ in ready:
+                with self._lock:
+                    callback = self._callbacks.get(fd)
+                if callback is None:  # removed since the poll: the number may name another file by now
+                    continue
+                try:
+                    callback()
+                except Exception:  # a group removed under its callback; the thread must live on
+                    log.exception("backend memory threshold callback failed")
+
+
 # -- one run's group --------------------------------------------------------------------------------
 
 
@@ -197,9 +255,12 @@ class BackendGroup:
     limit: int
     version: str
     tripped_at: float | None = None
-    """When the runner saw the group pass its limit (loop time) and told its backends to terminate."""
+    """When the runner saw the group pass its limit (time.monotonic) and told its backends to terminate."""
     held_at_trip: int = 0
     _fds: list[int] = field(default_factory=list, repr=False)
+    _watcher: ThresholdWatcher | None = field(default=None, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    """Between the watcher's thread and the event loop: a closed eventfd's number may be reused at once."""
 
     def pids(self) -> list[int]:
         return _members(self.folder)
@@ -225,33 +286,28 @@ class BackendGroup:
 
     def _check(self) -> bool:
         """Trip (terminate every backend of the group) if it holds more than its limit."""
-        if self.tripped_at is not None:
-            return True
-        held = self.held()
-        if held <= self.limit or not self.folder.exists():
-            return False
-        try:
-            self.tripped_at = asyncio.get_running_loop().time()
-        except RuntimeError:
+        with self._lock:
+            if self.tripped_at is not None:
+                return True
+            held = self.held()
+            if held <= self.limit or not self.folder.exists():
+                return False
             self.tripped_at = time.monotonic()
-        self.held_at_trip = held
-        _terminate(self.pids())
+            self.held_at_trip = held
+            _terminate(self.pids())
         log.info("backends of %s held %d MiB (limit %d MiB): terminated", self.database, held >> 20, self.limit >> 20)
         return True
 
-    def _watch_threshold(self) -> None:
-        """v1: the kernel signals an eventfd as the usage crosses a threshold, and the runner looks at once.
+    def _watch_threshold(self, watcher: ThresholdWatcher) -> None:
+        """v1: the kernel signals an eventfd as the usage crosses a threshold, and `watcher` looks at once.
 
         The usage counts page cache as well, so it is never below what the backends hold: it
         crosses the limit first. If the cache made it cross, the next threshold goes where the
         usage will be when the backends could hold the limit: usage + (limit - held)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop to be woken on: `under_pressure` still looks when asked
         event = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         usage = os.open(self.folder / "memory.usage_in_bytes", os.O_RDONLY | os.O_CLOEXEC)
         self._fds = [event, usage]
+        self._watcher = watcher
         armed = self.limit
 
         def arm(threshold: int) -> None:
@@ -259,32 +315,35 @@ class BackendGroup:
 
         def crossed() -> None:
             nonlocal armed
-            with contextlib.suppress(BlockingIOError):
-                os.eventfd_read(event)
-            if self._check() or not self.folder.exists():
-                loop.remove_reader(event)
-                return
-            threshold = self.usage() + self.limit - self.held() + 1
-            if threshold > armed:
-                with contextlib.suppress(OSError):
-                    arm(threshold)
-                    armed = threshold
+            with self._lock:
+                if not self._fds:  # closed meanwhile: `event` may already name another file
+                    return
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(event)
+                if self._check() or not self.folder.exists():
+                    watcher.remove(event)
+                    return
+                threshold = self.usage() + self.limit - self.held() + 1
+                if threshold > armed:
+                    with contextlib.suppress(OSError):
+                        arm(threshold)
+                        armed = threshold
 
         try:
             arm(armed)
         except OSError:
             self._close_fds()
             raise
-        loop.add_reader(event, crossed)
+        watcher.add(event, crossed)
 
     def _close_fds(self) -> None:
-        fds, self._fds = self._fds, []
-        if fds:
-            with contextlib.suppress(RuntimeError, ValueError):
-                asyncio.get_running_loop().remove_reader(fds[0])
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._lock:
+            fds, self._fds = self._fds, []
+            if fds and self._watcher is not None:
+                self._watcher.remove(fds[0])
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def remove(self, refuge: Path) -> bool:
         """Remove the group; backends still in it (they did not exit in time) move to `refuge`."""
@@ -333,6 +392,7 @@ class BackendMemory:
         self.server = server
         self.owner = owner
         self.groups: dict[str, BackendGroup] = {}
+        self.watcher: ThresholdWatcher | None = None
 
     @property
     def where(self) -> str:
@@ -450,15 +510,16 @@ class BackendMemory:
     def create(self, database: str, limit: int) -> BackendGroup:
         """The group for `database`'s backends, watched against `limit` bytes.
 
-        Make it before the run's role first connects (its logins fail until then), and
-        from the event loop: on v1 the loop is woken when the limit is passed."""
+        Make it before the run's role first connects: its logins fail until then."""
         folder = self.base / database
         folder.mkdir()
         group = BackendGroup(database, folder, limit, self.version)
         try:
             if self.version == "v1":
                 files = ["cgroup.procs", "tasks"]
-                group._watch_threshold()
+                if self.watcher is None:
+                    self.watcher = ThresholdWatcher()
+                group._watch_threshold(self.watcher)
             else:
                 _write(folder / "memory.high", str(limit))  # throttles, never fails an allocation
                 with contextlib.suppress(OSError):
@@ -499,6 +560,9 @@ class BackendMemory:
         for group in list(self.groups.values()):
             group.remove(self._refuge())
         self.groups.clear()
+        if self.watcher is not None:
+            self.watcher.close()
+            self.watcher = None
         if self.version == "v2":
             pid = self.server.pid
             if pid is not None:

@@ -256,12 +256,12 @@ def test_a_runs_backends_past_their_group_limit_are_all_stopped_and_nothing_else
 
             writing = asyncio.create_task(write_wal())
             await grower.execute("SET work_mem = '2GB'")
-            before = asyncio.get_running_loop().time()
+            before = time.monotonic()
             growing = asyncio.create_task(grower.fetchval(BIG_HASH_AGGREGATE))
             await _until(lambda: group.tripped_at is not None, "the group to pass its limit")
             figures: dict[str, object] = {"tripped after": group.tripped_at - before if group.tripped_at else None}
             outcomes = await asyncio.wait_for(asyncio.gather(writing, growing, return_exceptions=True), 10)
-            figures["exits seen"] = asyncio.get_running_loop().time() - before
+            figures["exits seen"] = time.monotonic() - before
             figures["clients saw"] = sorted(type(outcome).__name__ for outcome in outcomes)
             figures["held at trip"] = group.held_at_trip
             figures["peak usage"] = group.peak()
@@ -286,7 +286,9 @@ def test_a_runs_backends_past_their_group_limit_are_all_stopped_and_nothing_else
     _assert_no_crash(log)
     assert "Cannot allocate memory" not in log
     assert figures["under pressure"] is True and figures["exited"] is True and figures["group removed"] is True
-    assert 0 < overshoot < 16, overshoot  # seen at once: the kernel's threshold wakes the runner
+    # the kernel's threshold wakes a thread of the runner: what the backends add meanwhile is the overshoot
+    # (allocation rate x its reaction: the 5 ms switch interval of the GIL, and two busy cores)
+    assert 0 <= overshoot < SMALL / 2 / MIB, overshoot
     assert figures["bystander"] == 1  # a connection of another run, opened before: no restart happened
     assert live_runner.runtime.server.pid == postmaster and live_runner.runtime.server.process_alive()
     for pid in figures["pids"]:  # type: ignore[attr-defined]
@@ -297,30 +299,37 @@ def test_a_runs_backends_past_their_group_limit_are_all_stopped_and_nothing_else
 
 
 def test_page_cache_charged_to_the_group_does_not_count(live_runner: LiveRunner, layer: BackendMemory) -> None:
-    """WAL written by a run's backend lands in the page cache, charged to its group: the kernel's to reclaim."""
-    factory = _factory(live_runner)
+    """A database on disk: the pages a backend writes land in the page cache, charged to its group.
+
+    They are the kernel's to reclaim, so they do not count against the run's limit."""
+    runtime = live_runner.runtime
+    on_disk = DatabaseFactory(runtime.server.admin, runtime.template, "page-cache-test")  # no tablespace: disk
 
     async def scenario() -> dict[str, object]:
-        db = await factory.create()
-        group = layer.create(db.name, 32 * MIB)
+        await on_disk.open()
+        db = await on_disk.create()
+        group = layer.create(db.name, 16 * MIB)
         try:
+            assert not db.in_memory
             conn = await asyncpg.connect(**db.address.connect_kwargs())
-            await conn.execute("CREATE TABLE t AS SELECT g AS x FROM generate_series(1, 100000) g")
-            for _ in range(60):
-                await conn.execute("BEGIN; DELETE FROM t; ROLLBACK")
+            # written through the backend's own ring of buffers: ~70 MiB of new file pages
+            await conn.execute(
+                "CREATE UNLOGGED TABLE big AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 300000) g"
+            )
             figures: dict[str, object] = {"usage": group.usage(), "held": group.held()}
             figures["under pressure"] = group.under_pressure()
             figures["still connected"] = await conn.fetchval("SELECT 1")
             await conn.close()
-            await layer.release(group, factory)
+            await layer.release(group, on_disk)
             return figures
         finally:
-            await factory.drop(db.name)
+            await on_disk.drop(db.name)
+            await on_disk.close()
 
     figures = live_runner.call(scenario(), timeout=120)
-    print("\nWAL in the page cache:", figures)
-    assert isinstance(figures["usage"], int) and figures["usage"] > 32 * MIB, figures  # the cache passed the limit
-    assert isinstance(figures["held"], int) and figures["held"] < 32 * MIB, figures
+    print("\npage cache of a database on disk:", figures)
+    assert isinstance(figures["usage"], int) and figures["usage"] > 16 * MIB, figures  # the cache passed the limit
+    assert isinstance(figures["held"], int) and figures["held"] < 16 * MIB, figures
     assert figures["under pressure"] is False and figures["still connected"] == 1
 
 
