@@ -2,7 +2,10 @@
 
 The role may connect to its own database only (CONNECT granted to it alone, and the
 embedded cluster's pg_hba admits a non-admin role only into the database of the
-same name). Its defaults bound what a sample can do to the server.
+same name). Its defaults bound what a sample can do to the server; a role may SET
+most of them itself, so the hard bounds are elsewhere: the memory group of its
+backends (runner/backend_memory.py) and the quota on its database (runner/db_quota.py),
+which the factory measures, in RAM or on disk (runner/clone_space.py).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +22,8 @@ from pathlib import Path
 import asyncpg
 
 from .changes import template_objects
+from .clone_space import OVERSHOOT_MARGIN, CloneSpace, CloneSpaceUsage
+from .db_quota import FolderProbe, SizeProbe, SqlProbe
 from .errors import PostgresUnavailable
 from .postgres import ServerAddress
 from .template import SANDBOX_OWNER
@@ -29,7 +35,15 @@ ROLE_DEFAULTS = {
     "statement_timeout": "20s",
     "idle_in_transaction_session_timeout": "20s",
     "temp_file_limit": "64MB",
+    # memory in ordinary use: the lesson's queries need little, and a role may raise these itself
+    "work_mem": "4MB",
+    "hash_mem_multiplier": "1",
+    "maintenance_work_mem": "16MB",
+    "temp_buffers": "8MB",
+    # a backend whose client was killed stops at its next check rather than finishing its query
+    "client_connection_check_interval": "1s",
 }
+DEFAULT_SIZE_LIMIT = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,9 @@ class RunDatabase:
 
     name: str
     address: ServerAddress
+    oid: int = 0
+    in_memory: bool = False
+    """Cloned into the RAM-backed tablespace (else the default one, on disk)."""
 
 
 def run_prefix(instance: str) -> str:
@@ -46,11 +63,24 @@ def run_prefix(instance: str) -> str:
 
 
 class DatabaseFactory:
-    def __init__(self, admin: ServerAddress, template: str, instance: str, tablespace: str | None = None) -> None:
+    def __init__(
+        self,
+        admin: ServerAddress,
+        template: str,
+        instance: str,
+        tablespace: str | None = None,
+        size_limit: int = DEFAULT_SIZE_LIMIT,
+    ) -> None:
         self.admin = admin
         self.template = template
         self.prefix = run_prefix(instance)
         self.tablespace = tablespace
+        self.size_limit = size_limit
+        self.clone_space: CloneSpace | None = None
+        """Reservations against the RAM-backed tablespace's ceiling; None: no reservations are kept."""
+        self.data_dir: Path | None = None
+        """The server's data directory when the runner can read it (the embedded cluster): sizes from files."""
+        self._tablespace_dir: Path | None = None
         self._pool: asyncpg.Pool | None = None
         self._role_options = ""
         self.undropped: set[str] = set()
@@ -68,6 +98,7 @@ class DatabaseFactory:
             if conn.get_server_version().major >= 16:
                 # one SCRAM iteration: the password is a random one-off token, and every connect pays for it
                 self._role_options = "SET scram_iterations = 1;"
+            self.data_dir = await _readable_data_dir(conn)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -101,25 +132,78 @@ class DatabaseFactory:
         name = self.prefix + secrets.token_hex(6)
         password = secrets.token_urlsafe(18)
         defaults = "".join(f"ALTER ROLE {name} SET {key} = '{value}';" for key, value in ROLE_DEFAULTS.items())
+        in_memory = self._reserve(name)
         try:
             await self._execute(
                 self._role_options
                 + f"CREATE ROLE {name} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
                 f"NOBYPASSRLS CONNECTION LIMIT {ROLE_CONNECTION_LIMIT} IN ROLE {SANDBOX_OWNER};" + defaults
             )
-            where = f" TABLESPACE {self.tablespace} STRATEGY FILE_COPY" if self.tablespace else ""
+            where = f" TABLESPACE {self.tablespace} STRATEGY FILE_COPY" if in_memory else ""
             await self._execute(f'CREATE DATABASE {name} TEMPLATE "{self.template}"{where}')
             await self._execute(
                 f"REVOKE ALL ON DATABASE {name} FROM PUBLIC;GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name};"
             )
             if self.template_objects is None:
                 self.template_objects = await template_objects(self.admin, name)
+            oid = await self._fetch_int("SELECT oid FROM pg_database WHERE datname = $1", name)
         except BaseException:
             # the server may have done part of it even if the reply was lost: drop what may exist
             with contextlib.suppress(Exception):
                 await self.drop(name)  # on failure the name stays in `undropped` for a retry
             raise
-        return RunDatabase(name, self.admin.as_role(name, password, name))
+        return RunDatabase(name, self.admin.as_role(name, password, name), oid, in_memory)
+
+    def _reserve(self, name: str) -> bool:
+        """Whether `name` goes into the RAM-backed tablespace: only while its ceiling holds one more at quota."""
+        if not self.tablespace:
+            return False
+        if self.clone_space is None:
+            return True
+        return self.clone_space.try_reserve(name, self.size_limit + OVERSHOOT_MARGIN)
+
+    def size_probe(self, database: RunDatabase) -> SizeProbe:
+        """How to measure `database` while its run executes: from its folder when readable, else by SQL."""
+        folder: Path | None = None
+        if database.in_memory and self._tablespace_dir is not None:
+            folder = self._tablespace_dir / str(database.oid)
+        elif not database.in_memory and self.data_dir is not None:
+            folder = self.data_dir / "base" / str(database.oid)
+        if folder is not None and database.oid:
+            return FolderProbe(folder)
+
+        async def fetch() -> int:
+            return await self._fetch_int("SELECT pg_database_size($1)", database.name)
+
+        return SqlProbe(fetch)
+
+    async def terminate_backends(self, name: str) -> int:
+        """Ask every session of run `name` to end (SIGTERM through pg_terminate_backend); how many there were."""
+        if not name.startswith(self.prefix):
+            raise ValueError(f"refusing to terminate {name}: not a run of this runner")
+        return await self._fetch_int(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1", name
+        )
+
+    def clone_space_usage(self) -> CloneSpaceUsage | None:
+        """The RAM-backed tablespace's ceiling, reservations and use, for /api/health."""
+        return self.clone_space.usage() if self.clone_space is not None else None
+
+    async def _fetch_int(self, sql: str, *args: object) -> int:
+        if self._pool is None:
+            raise PostgresUnavailable("the runner is not connected to PostgreSQL")
+        try:
+            async with self._pool.acquire() as conn:
+                value = await conn.fetchval(sql, *args)
+                return int(value) if value is not None else 0
+        except (
+            OSError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            asyncpg.exceptions.CannotConnectNowError,
+            asyncpg.exceptions.AdminShutdownError,
+        ) as error:
+            raise PostgresUnavailable(f"PostgreSQL is unreachable: {error}") from error
 
     async def drop(self, name: str) -> None:
         """Drop the run's database (ending its sessions) and its role; safe to repeat."""
@@ -132,6 +216,8 @@ class DatabaseFactory:
             self.undropped.add(name)
             raise
         self.undropped.discard(name)
+        if self.clone_space is not None:
+            self.clone_space.release(name)
 
     async def retry_drops(self) -> None:
         for name in sorted(self.undropped):
@@ -154,24 +240,26 @@ class DatabaseFactory:
             )
         return sorted(r["name"] for r in rows)
 
-    async def ensure_tablespace(self, name: str, location: Path) -> None:
+    async def ensure_tablespace(self, name: str, location: Path, space: CloneSpace | None = None) -> None:
         """A tablespace at `location` (tmpfs: cloning there is ~15x faster than on disk) for run databases.
 
-        A tmpfs is empty after a reboot: a tablespace whose folder lost its contents is dropped and made
-        again (its databases were orphans, dropped before this is called).
+        A tmpfs is empty after a reboot (or a fresh mount): a tablespace whose folder lost its contents
+        is dropped and made again (its databases were orphans, dropped before this is called). With
+        `space`, databases go there only while its ceiling holds one more at quota, else onto disk.
         """
         assert self._pool is not None
         async with self._pool.acquire() as conn:
             current = await conn.fetchval(
                 "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = $1", name
             )
-            if current == str(location) and any(location.glob("PG_*")):
-                self.tablespace = name
-                return
-            if current is not None:
-                await conn.execute(f"DROP TABLESPACE {name}")
-            await conn.execute(f"CREATE TABLESPACE {name} LOCATION '{location}'")
+            if current != str(location) or not any(location.glob("PG_*")):
+                if current is not None:
+                    await conn.execute(f"DROP TABLESPACE {name}")
+                await conn.execute(f"CREATE TABLESPACE {name} LOCATION '{location}'")
         self.tablespace = name
+        self.clone_space = space
+        versions = sorted(location.glob("PG_*"))
+        self._tablespace_dir = versions[-1] if versions else None
 
     async def drop_orphans(self) -> int:
         """Remove what a runner killed mid-run left behind; called at start-up."""
@@ -181,3 +269,18 @@ class DatabaseFactory:
         if names:
             log.warning("removed %d orphaned run database(s)/role(s): %s", len(names), ", ".join(names))
         return len(names)
+
+
+async def _readable_data_dir(conn: asyncpg.Connection) -> Path | None:
+    """The server's data directory if it is this host's and the runner may read it, else None.
+
+    The same path may exist on this host for another cluster (a server in a container):
+    the system identifier in its pg_control must be the server's own."""
+    try:
+        path = Path(str(await conn.fetchval("SHOW data_directory")))
+        identifier = int(await conn.fetchval("SELECT system_identifier FROM pg_control_system()"))
+        with open(path / "global" / "pg_control", "rb") as control:
+            on_disk: int = struct.unpack("<Q", control.read(8))[0]
+    except (OSError, struct.error, asyncpg.PostgresError, TypeError, ValueError):
+        return None
+    return path if on_disk == identifier else None

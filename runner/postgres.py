@@ -14,12 +14,14 @@ import hashlib
 import logging
 import os
 import pwd
+import resource
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -34,6 +36,11 @@ log = logging.getLogger("runner.postgres")
 
 SERVICE_USER = "workshop-pg"
 """System user the cluster runs as when the runner is root (postgres refuses to run as root)."""
+
+BACKEND_CGROUPS_FILE = "workshop_backend_cgroups"
+"""File in the data directory naming the folder of the run backends' memory groups (runner/backend_memory.py).
+
+Cleared at every start, so a runner that died cannot leave logins pointing at groups that are gone."""
 
 
 @dataclass(frozen=True)
@@ -132,12 +139,23 @@ class EmbeddedCluster:
     `listen` is None for unix-socket only (the runner), or a (host, port) the learners'
     database listens on. `password` fixes the admin password (the learners' "password");
     otherwise a random one is generated and kept in a 0600 file beside the data.
+    `backend_memory` caps the private memory (RLIMIT_DATA) of every server process: an
+    allocation beyond it is an "out of memory" ERROR for that statement, and the backend
+    lives on (runner/backend_memory.py explains why not a cgroup limit).
     """
 
     kind = "embedded"
 
-    def __init__(self, root: Path, *, listen: tuple[str, int] | None = None, password: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        listen: tuple[str, int] | None = None,
+        password: str | None = None,
+        backend_memory: int | None = None,
+    ) -> None:
         self.root = root
+        self.backend_memory = backend_memory
         self.data_dir = root / "data"
         self.socket_dir = root / "socket"
         self.log_path = root / "postgres.log"
@@ -160,6 +178,7 @@ class EmbeddedCluster:
         if service_user:
             _allow_traversal(self.root, service_user)
         password = self._ensure_initialised(service_user)
+        (self.data_dir / BACKEND_CGROUPS_FILE).unlink(missing_ok=True)
         self.admin = replace(self.admin, password=password)
         self._stop_orphaned_postmaster()
         await self._spawn(service_user)
@@ -199,7 +218,7 @@ class EmbeddedCluster:
         location = base / f"workshop-pg-{digest}"
         if not location.is_dir() or not any(location.glob("PG_*")):
             shutil.rmtree(location, ignore_errors=True)
-            location.mkdir(mode=0o700, parents=True)
+            location.mkdir(mode=0o700, parents=True, exist_ok=True)  # exists when it is a mount point
             service_user = _service_user()
             if service_user:
                 entry = pwd.getpwnam(service_user)
@@ -318,6 +337,12 @@ class EmbeddedCluster:
             "authentication_timeout": "2s",
             "log_min_messages": "warning",
             "log_line_prefix": "%m [%p] %q%u@%d ",
+            # no background workers: parallel query workers are forked by the postmaster, outside the memory
+            # group of the run that asked for them (runner/backend_memory.py)
+            "max_worker_processes": "0",
+            "max_logical_replication_workers": "0",
+            # every run's login runs a PL/pgSQL trigger: load the language once, in the postmaster
+            "shared_preload_libraries": "plpgsql",
         }
         argv = [str(bin_dir() / "postgres"), "-D", str(self.data_dir)]
         for key, value in options.items():
@@ -330,6 +355,7 @@ class EmbeddedCluster:
                 stdout=log_file,
                 stderr=log_file,
                 start_new_session=True,
+                preexec_fn=_data_limit(self.backend_memory),
                 **_as_user(service_user),
             )
         finally:
@@ -358,6 +384,30 @@ def _service_user() -> str | None:
             capture_output=True,
         )
     return SERVICE_USER
+
+
+def _data_limit(limit: int | None) -> Callable[[], None] | None:
+    """Set RLIMIT_DATA in the postmaster before it starts: every process it forks inherits it.
+
+    RLIMIT_DATA counts private writable memory only (heap, anonymous mappings), not the
+    shared buffers and not the stack, which must stay free to grow: a stack that cannot
+    grow is a SIGSEGV, and a backend killed by a signal makes the postmaster restart them all."""
+    if limit is None:
+        return None
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+    return apply
+
+
+def service_owner() -> tuple[int, int] | None:
+    """uid and gid of the cluster's service user when the runner is root; None when the runner owns the cluster."""
+    user = _service_user()
+    if user is None:
+        return None
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
 
 
 def _as_user(user: str | None) -> dict[str, Any]:

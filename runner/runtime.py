@@ -15,11 +15,14 @@ from pathlib import Path
 
 import asyncpg
 
+from .backend_memory import BackendMemory
 from .cgroups import CgroupDriver, CgroupLimits, open_driver
+from .clone_space import CloneSpace
+from .database_guard import DatabaseGuard
 from .databases import DatabaseFactory
 from .isolation import Launcher, PlainLauncher, choose_launcher
 from .pool import SandboxPool
-from .postgres import EmbeddedCluster, ExternalServer, PostgresServer
+from .postgres import EmbeddedCluster, ExternalServer, PostgresServer, service_owner
 from .process import OsSpawner
 from .runs import RunService
 from .sandbox import SandboxEnv
@@ -50,7 +53,7 @@ def fast_clone_base(setting: str) -> Path | None:
 def make_server(settings: Settings) -> PostgresServer:
     if settings.database_url:
         return ExternalServer(settings.database_url)
-    return EmbeddedCluster(settings.cache_dir / "runner-pg")
+    return EmbeddedCluster(settings.cache_dir / "runner-pg", backend_memory=settings.db_memory_limit)
 
 
 class Runtime:
@@ -61,6 +64,8 @@ class Runtime:
         self.launcher: Launcher = PlainLauncher()
         self.cgroups: CgroupDriver | None = None
         self.cgroups_problem = "not started"
+        self.backend_memory: BackendMemory | None = None
+        self.backend_memory_problem = "not started"
         self.factory: DatabaseFactory | None = None
         self.pool: SandboxPool | None = None
         self.service: RunService | None = None
@@ -99,12 +104,22 @@ class Runtime:
         self._open_cgroups()
         self.launcher = await asyncio.to_thread(self._choose_launcher)
         self.template = await ensure_template(self.server.admin)
-        self.factory = DatabaseFactory(self.server.admin, self.template, self.settings.instance)
+        self.factory = DatabaseFactory(
+            self.server.admin, self.template, self.settings.instance, size_limit=self.settings.db_size_limit
+        )
         await self.factory.open()
         await self.factory.drop_orphans()
         await self._use_fast_clone_dir()
+        self.backend_memory, self.backend_memory_problem = await BackendMemory.open(
+            self.cgroups, self.server, self.template
+        )
+        if self.backend_memory is None:
+            log.warning("run backends have no memory group: %s", self.backend_memory_problem)
+        guard = DatabaseGuard(
+            self.factory, self.backend_memory, self.settings.db_size_limit, self.settings.db_memory_limit
+        )
         limits = CgroupLimits(self.settings.run_memory, self.settings.run_pids, self.settings.run_cpus)
-        env = SandboxEnv(self.factory, self.launcher, OsSpawner(), self.cgroups, limits)
+        env = SandboxEnv(self.factory, self.launcher, OsSpawner(), self.cgroups, limits, guard)
         self.pool = SandboxPool(env, size=self.settings.pool_size, refill_concurrency=self.settings.pool_refill)
         self.pool.fill()
         self.service = RunService(self.settings, self.pool)
@@ -116,11 +131,17 @@ class Runtime:
             return
         try:
             location = self.server.prepare_clone_dir(base)
-            await self.factory.ensure_tablespace(RUN_TABLESPACE, location)
+            space = CloneSpace.prepare(location, self.settings.clone_space, service_owner())
+            await self.factory.ensure_tablespace(RUN_TABLESPACE, location, space)
         except (OSError, asyncpg.PostgresError) as error:
             log.warning("run databases stay beside the template (no tablespace in %s): %s", base, error)
             return
-        log.info("run databases are cloned into %s", location)
+        log.info(
+            "run databases are cloned into %s (%d MiB%s, then onto disk)",
+            location,
+            space.ceiling >> 20,
+            ", a tmpfs of its own" if space.enforced else "",
+        )
 
     def layers(self) -> list[str]:
         """The isolation layers in force for every sandbox."""
@@ -181,7 +202,11 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await self.factory.drop_orphans()
             await self.factory.close()
+        if self.backend_memory is not None:
+            await self.backend_memory.close()
         await self.server.stop()
+        if self.factory and self.factory.clone_space:
+            self.factory.clone_space.unmount()
         if self.cgroups is not None:
             self.cgroups.close()
 
@@ -206,6 +231,8 @@ class Runtime:
                         await self.factory.close()
                         self.factory.template = self.template
                         await self.factory.open()
+                    if self.backend_memory is not None:
+                        await self.backend_memory.attach_server()
                     if self.pool:
                         self.pool.discard_ready()
                 if healthy and self.factory and self.factory.undropped:

@@ -28,8 +28,10 @@ from typing import Protocol, TypeVar
 
 from pydantic import ValidationError
 
+from .backend_memory import BackendGroup
 from .cgroups import CgroupDriver, CgroupLimits, RunCgroup
 from .channel import Channel, Stopped
+from .database_guard import DatabaseGuard
 from .databases import RunDatabase
 from .errors import SandboxFailed
 from .gate import GATE_HOST, serve_gate
@@ -68,6 +70,8 @@ class SandboxEnv:
     spawner: Spawner
     cgroups: CgroupDriver | None = None
     limits: CgroupLimits = field(default_factory=CgroupLimits)
+    guard: DatabaseGuard | None = None
+    """The run database's quota and backend memory; None where they are not in force."""
 
 
 @dataclass
@@ -132,12 +136,14 @@ class Sandbox:
         child: ChildProcess,
         cgroup: RunCgroup | None,
         stack: AsyncExitStack,
+        backends: BackendGroup | None = None,
     ) -> None:
         self.id = secrets.token_hex(4)
         self.env = env
         self.database = database
         self.child = child
         self.cgroup = cgroup
+        self.backends = backends
         self._stack = stack
         self._destroyed = False
 
@@ -152,7 +158,8 @@ class Sandbox:
                 database = group.create_task(cls._database(env, stack))
                 child = group.create_task(cls._child(env, stack))
             cgroup, process = child.result()
-            sandbox = cls(env, database.result(), process, cgroup, stack)
+            run_database, backends = database.result()
+            sandbox = cls(env, run_database, process, cgroup, stack, backends)
         except BaseExceptionGroup as errors:
             await finish_uncancelled(stack.aclose())
             raise _first_error(errors) from None
@@ -163,10 +170,15 @@ class Sandbox:
         return sandbox
 
     @staticmethod
-    async def _database(env: SandboxEnv, stack: AsyncExitStack) -> RunDatabase:
+    async def _database(env: SandboxEnv, stack: AsyncExitStack) -> tuple[RunDatabase, BackendGroup | None]:
         database = await env.databases.create()
         stack.push_async_callback(env.databases.drop, database.name)
-        return database
+        backends = None
+        if env.guard is not None:
+            backends = env.guard.attach(database)
+            if backends is not None:
+                stack.push_async_callback(env.guard.release, backends)  # before the drop
+        return database, backends
 
     @staticmethod
     async def _child(env: SandboxEnv, stack: AsyncExitStack) -> tuple[RunCgroup | None, ChildProcess]:
@@ -225,7 +237,9 @@ class Sandbox:
             asyncio.create_task(_guard(_pump_events(self.child.events, channel), stop)),
         ]
         supervisor = asyncio.create_task(self._supervise(job, stop))
-        closer = asyncio.create_task(_close_when_done(tasks, channel))
+        if self.env.guard is not None:
+            tasks.append(asyncio.create_task(self._guard_database(self.env.guard, stop)))
+        closer = asyncio.create_task(_close_when_done(tasks[:3], channel))
         try:
             async for event in channel:
                 yield event
@@ -245,6 +259,15 @@ class Sandbox:
         except TimeoutError:
             stop("timeout", f"stopped after the {job.timeout:g} s time limit")
         self.kill()
+
+    async def _guard_database(self, guard: DatabaseGuard, stop: Callable[..., None]) -> None:
+        """End the run when its database outgrows its quota or its backends their memory."""
+        try:
+            breach = await guard.watch(self.database, self.backends)
+        except Exception as error:  # the run goes on, bounded by the ceiling and the role's limits
+            log.warning("cannot watch the database of sandbox %s: %s", self.id, error)
+            return
+        stop("killed", breach.reason)
 
     def _conclude(self, job: Job, outcome: Outcome, stops: list[tuple[Status, str, bool]]) -> None:
         usage = self.cgroup.usage() if self.cgroup is not None else None

@@ -142,6 +142,26 @@ class Settings:
         "Where the embedded cluster keeps run databases: a tmpfs makes each clone ~15x faster than disk. "
         "`auto`: /dev/shm when it has 1 GiB free; `off`: beside the template; or a folder.",
     )
+    db_size_limit: int = _setting(
+        "WORKSHOP_DB_SIZE_LIMIT",
+        256 * 1024 * 1024,
+        "Bytes a run's database may hold (the seeded data included); measured every 0.1 s on the embedded "
+        "cluster (every second on an external server), and the run is stopped when it grows past.",
+    )
+    db_memory_limit: int = _setting(
+        "WORKSHOP_DB_MEMORY_LIMIT",
+        256 * 1024 * 1024,
+        "Bytes of memory a run's PostgreSQL backends may use together, in a memory cgroup of their own "
+        "(embedded cluster, with the cgroup layer); the pages its database adds in RAM count on top, up to "
+        "`WORKSHOP_DB_SIZE_LIMIT`. Reaching it stops the run.",
+    )
+    clone_space: int = _setting(
+        "WORKSHOP_CLONE_SPACE",
+        0,
+        "Bytes of RAM the run databases may take in the clone folder together; as root the runner mounts a "
+        "tmpfs of this size there, and a database that would not fit at its quota is cloned onto disk instead "
+        "(0: a quarter of the memory, at most what the folder's filesystem has free).",
+    )
     cors_origins: tuple[str, ...] = _setting(
         "WORKSHOP_CORS_ORIGINS", (), "Comma-separated origins allowed to call the API from another site."
     )

@@ -2,7 +2,10 @@
 
 It is built by the lesson's own `code/setup_products_database.py` (one source of
 truth) and named after a fingerprint of that script and its data, so it is rebuilt
-exactly when they change and reused across restarts otherwise.
+exactly when they change and reused across restarts otherwise. Where the admin may
+create it, the template also carries the login trigger that puts every backend of a
+run into its memory group (runner/backend_memory.py); the trigger is part of the
+fingerprint, so a template built before it (or with an older one) is rebuilt.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from types import ModuleType
 
 import asyncpg
 
+from . import backend_memory
 from .lesson import load_by_path
 from .postgres import ServerAddress
 from .settings import CODE_DIR
@@ -29,24 +33,28 @@ def load_setup_module() -> ModuleType:
     return load_by_path(CODE_DIR / "setup_products_database.py", "workshop_setup_products_database")
 
 
-def seed_fingerprint(setup: ModuleType | None = None) -> str:
+def seed_fingerprint(setup: ModuleType | None = None, extra: str = "") -> str:
+    """A digest of the seed's inputs, and of `extra` (SQL the template gets beyond the seed)."""
     setup = setup or load_setup_module()
     digest = hashlib.sha256()
     for path in sorted(setup.SEED_INPUTS):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    if extra:
+        digest.update(b"extra\0" + extra.encode())
     return digest.hexdigest()[:16]
 
 
 async def ensure_template(admin: ServerAddress) -> str:
     """Return the name of an up-to-date template database, building it if needed."""
     setup = load_setup_module()
-    name = TEMPLATE_PREFIX + seed_fingerprint(setup)
     conn = await asyncpg.connect(**admin.connect_kwargs())
     try:
+        guard = await backend_memory.can_install(conn)
+        name = TEMPLATE_PREFIX + seed_fingerprint(setup, backend_memory.LOGIN_TRIGGER_SQL if guard else "")
         # replicas sharing a server must not build (or drop) templates at the same time
         await conn.execute("SELECT pg_advisory_lock(hashtext('workshop_template'))")
         if name not in await _templates(conn):
-            await _build(conn, admin, setup, name)
+            await _build(conn, admin, setup, name, guard)
         for stale in await _templates(conn) - {name}:
             log.info("dropping outdated template %s", stale)
             await conn.execute(f'ALTER DATABASE "{stale}" IS_TEMPLATE false')
@@ -61,7 +69,7 @@ async def _templates(conn: asyncpg.Connection) -> set[str]:
     return {r["datname"] for r in rows}
 
 
-async def _build(conn: asyncpg.Connection, admin: ServerAddress, setup: ModuleType, name: str) -> None:
+async def _build(conn: asyncpg.Connection, admin: ServerAddress, setup: ModuleType, name: str, guard: bool) -> None:
     started = time.perf_counter()
     building = name + "_building"
     await conn.execute(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')
@@ -76,6 +84,8 @@ async def _build(conn: asyncpg.Connection, admin: ServerAddress, setup: ModuleTy
         await seed_conn.execute(f"SET ROLE {SANDBOX_OWNER}")
         await setup.seed(seed_conn)
         await seed_conn.execute("RESET ROLE")
+        if guard:
+            await backend_memory.install(seed_conn)
     finally:
         await seed_conn.close()
     await conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')

@@ -50,6 +50,8 @@ def render_default(name: str, default: Any) -> str:
         return f"`{','.join(default)}`" if default else "empty"
     if isinstance(default, float) and default.is_integer():
         return f"`{int(default)}`"
+    if isinstance(default, int) and default >= 1024 * 1024 and default % (1024 * 1024) == 0:
+        return f"`{default}` ({default // (1024 * 1024)} MiB)"
     if isinstance(default, int) and default >= 1024 and default % 1024 == 0:
         return f"`{default}` ({default // 1024} KiB)"
     return f"`{default}`"

@@ -161,3 +161,66 @@ def test_the_summary_is_plain_json(live_runner: LiveRunner) -> None:
     assert response.status_code == 200
     kinds = [json.loads(line)["event"] for line in response.text.splitlines()]
     assert kinds[0] == "started" and kinds[-1] == "finished"
+
+
+GROW_DATABASE = """
+import asyncpg
+conn = await asyncpg.connect()
+await conn.execute("CREATE UNLOGGED TABLE hog (a bigint, b bigint, c bigint, d bigint)")
+written = 0
+try:
+    for _ in range(200):  # about 60 MiB each, up to 12 GiB in all
+        await conn.execute("INSERT INTO hog SELECT g, g, g, g FROM generate_series(1, 1000000) g")
+        written += 1
+    print("grew without limit", written)
+except Exception as error:
+    print("stopped", type(error).__name__, written)
+"""
+
+
+def test_a_database_growing_past_its_quota_ends_the_run_and_the_next_run_is_pristine(live_runner: LiveRunner) -> None:
+    runtime = live_runner.runtime
+    postmaster = getattr(runtime.server, "pid", None)
+    summary = attack(live_runner, GROW_DATABASE)
+    text = output_text(summary)
+    assert "grew without limit" not in text, text
+    limit_mib = runtime.settings.db_size_limit // MIB
+    assert summary["status"] == "killed", summary
+    assert summary["reason"].startswith(f"database size limit of {limit_mib} MiB reached"), summary["reason"]
+    assert getattr(runtime.server, "pid", None) == postmaster, "PostgreSQL was restarted"
+    assert_next_run_is_pristine(live_runner)
+
+
+HUNGRY_QUERY = """
+import asyncpg
+conn = await asyncpg.connect()
+await conn.execute("SET work_mem = '2GB'; SET hash_mem_multiplier = 10")
+try:
+    rows = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT g, count(*) FROM generate_series(1, 30000000) g GROUP BY g) s"
+    )
+    print("no limit", rows)
+except Exception as error:
+    print("refused", type(error).__name__)
+"""
+
+
+def test_a_backend_asked_for_gigabytes_is_bounded_and_postgres_keeps_serving_others(live_runner: LiveRunner) -> None:
+    runtime = live_runner.runtime
+    postmaster = getattr(runtime.server, "pid", None)
+    neighbour = BackgroundRun(
+        live_runner,
+        "import asyncpg, asyncio\nc = await asyncpg.connect()\nprint('in')\n"
+        "await asyncio.sleep(4)\nprint(await c.fetchval('SELECT 41 + 1'))\n",
+    )
+    try:
+        assert neighbour.wait_for("in\n", 20), neighbour.text
+        summary = attack(live_runner, HUNGRY_QUERY)
+        text = output_text(summary)
+        expect_contained(live_runner, "no limit" not in text, "cgroups", "a backend took gigabytes")
+        assert "refused" in text or summary["status"] == "killed", summary
+    finally:
+        finished = neighbour.finish()
+    assert finished["status"] == "ok" and "42" in neighbour.text, neighbour.text
+    assert getattr(runtime.server, "pid", None) == postmaster, "PostgreSQL was restarted"
+    assert_next_run_is_pristine(live_runner)

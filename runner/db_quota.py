@@ -1,0 +1,116 @@
+"""A run database's size, watched against its quota while the run executes.
+
+Growing a table is cheap for a sample (`INSERT ... SELECT generate_series`), and run
+databases live in RAM (runner/clone_space.py), so the runner measures each one while
+its run executes and ends the run when it passes `WORKSHOP_DB_SIZE_LIMIT`:
+
+* on the embedded cluster, a `FolderProbe` sums the bytes allocated to the files of
+  the database's own folder (`<tablespace>/PG_18_*/<oid>/`, or `base/<oid>/`): one
+  directory listing, no SQL, so it can run every 0.1 s;
+* on an external server, `pg_database_size` through the admin pool, every second.
+
+The overshoot is what the run writes between two probes plus the time to stop it;
+on the embedded cluster the pages a run's backends add to its database are also
+charged to their memory group (runner/backend_memory.py), which the kernel keeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+MIB = 1024 * 1024
+FOLDER_INTERVAL = 0.1
+SQL_INTERVAL = 1.0
+
+
+def mib(size: int) -> str:
+    return f"{size / MIB:.0f} MiB"
+
+
+class SizeProbe(Protocol):
+    interval: float
+    """Seconds between two calls that the probe's cost allows."""
+
+    async def __call__(self) -> int: ...
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes allocated to the files directly in `folder` (0 once it is gone: the database was dropped)."""
+    total = 0
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    total += entry.stat(follow_symlinks=False).st_blocks * 512
+                except FileNotFoundError:  # a relation dropped or rewritten between listing and stat
+                    continue
+    except FileNotFoundError:
+        return 0
+    return total
+
+
+class FolderProbe:
+    """The size of a database on the embedded cluster, read from its folder."""
+
+    interval = FOLDER_INTERVAL
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def __call__(self) -> int:
+        return folder_size(self.folder)
+
+
+class SqlProbe:
+    """The size of a database as the server reports it (`pg_database_size`)."""
+
+    interval = SQL_INTERVAL
+
+    def __init__(self, fetch: Callable[[], Awaitable[int]]) -> None:
+        self.fetch = fetch
+
+    async def __call__(self) -> int:
+        return await self.fetch()
+
+
+class Pressure(Protocol):
+    limit: int
+
+    def under_pressure(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Breach:
+    """Why a run must end: its database passed its quota, or its backends reached their memory limit."""
+
+    kind: str
+    """`size` or `memory`."""
+    reason: str
+    size: int
+    """The database's size when the breach was seen, in bytes."""
+
+
+async def watch(
+    probe: SizeProbe, size_limit: int, group: Pressure | None = None, memory_limit: int | None = None
+) -> Breach:
+    """Return as soon as the database passes `size_limit` or `group` reaches its limit; run it beside the run.
+
+    The backend group is checked every 0.1 s whatever the probe's own interval."""
+    tick = min(probe.interval, FOLDER_INTERVAL) if group is not None else probe.interval
+    loop = asyncio.get_running_loop()
+    size, next_probe = 0, 0.0
+    while True:
+        if loop.time() >= next_probe:
+            size = await probe()
+            next_probe = loop.time() + probe.interval
+            if size > size_limit:
+                return Breach("size", f"database size limit of {mib(size_limit)} reached ({mib(size)})", size)
+        if group is not None and group.under_pressure():
+            limit = memory_limit if memory_limit is not None else group.limit
+            return Breach("memory", f"database memory limit of {mib(limit)} reached", size)
+        await asyncio.sleep(tick)
