@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench.report import HEADINGS
+from runner.settings import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_TEST_CACHE = Path(tempfile.gettempdir()) / "workshop-bench-test-cache"
 """Its own cache (kept between sessions), so the test never waits on a real `make bench`."""
 

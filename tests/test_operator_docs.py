@@ -8,7 +8,6 @@ and committed; refresh it after changing a setting with
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import sys
