@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import httpx
 import pytest
 import uvicorn
 
+from bench.processes import free_port
 from runner.app import create_app
 from runner.runtime import Runtime
 from runner.settings import REPO_ROOT, Settings
@@ -27,12 +27,6 @@ from runner.settings import REPO_ROOT, Settings
 TEST_CACHE = Path(os.environ.get("WORKSHOP_TEST_CACHE") or Path(tempfile.gettempdir()) / "workshop-test-cache")
 """Kept between test sessions so the cluster is initialised and seeded once per machine
 (`WORKSHOP_TEST_CACHE` gives each checkout its own, so two suites can run side by side)."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start_learner_db(port: int, cache: str = "learner") -> subprocess.Popen[str]:

@@ -8,10 +8,11 @@ import sys
 
 import httpx
 
+from bench.processes import free_port
 from runner.isolation import BubblewrapLauncher, PlainLauncher
 from runner.settings import REPO_ROOT
 
-from .conftest import TEST_CACHE, LiveRunner, free_port, output_text
+from .conftest import TEST_CACHE, LiveRunner, output_text
 
 
 def test_bubblewrap_is_in_force_when_installed(live_runner: LiveRunner) -> None:
