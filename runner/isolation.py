@@ -97,6 +97,7 @@ class PlainLauncher:
         "net-namespace",
         "mount-namespace",
         "ipc-namespace",
+        "uts-namespace",
         "unprivileged-uid",
     )
 
