@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.processes import free_port
 from runner.app import create_app
@@ -85,6 +86,20 @@ class LiveRunner:
             "POST", f"{self.url}/api/runs", json=body, headers={"accept": "application/x-ndjson"}, timeout=60
         ) as response:
             yield response
+
+    def metrics(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+        """Every sample of `/metrics`, by name, then by its labels (sorted pairs)."""
+        response = httpx.get(f"{self.url}/metrics", timeout=10)
+        assert response.status_code == 200, response.text
+        samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+        return samples
+
+    def runs_finished(self, status: str) -> float:
+        """Runs that ended with `status` so far, as `/metrics` counts them."""
+        return self.metrics().get("workshop_runs_total", {}).get((("status", status),), 0.0)
 
     def run(self, snippet: str, code: str | None = None, **kwargs: Any) -> httpx.Response:
         body: dict[str, Any] = {"snippet": snippet}

@@ -199,7 +199,7 @@ def test_clients_that_go_away_mid_stream_get_their_runs_killed(live_runner: Live
     service = live_runner.runtime.service
     assert service is not None
     folders_before = work_folders()
-    cancelled_before = service.counts.get("cancelled", 0)
+    cancelled_before = live_runner.runs_finished("cancelled")
     marker = "dc" + secrets.token_hex(5)
     code = named_sample(marker, "import time\nprint('started', flush=True)\ntime.sleep(60)\n")
     capacity = live_runner.settings.max_concurrent_runs + live_runner.settings.max_queue
@@ -224,5 +224,5 @@ def test_clients_that_go_away_mid_stream_get_their_runs_killed(live_runner: Live
     while service.running and time.monotonic() < deadline:
         time.sleep(0.1)
     assert service.running == 0
-    assert service.counts.get("cancelled", 0) - cancelled_before == capacity
+    assert live_runner.runs_finished("cancelled") - cancelled_before == capacity
     assert_nothing_left(live_runner, marker, folders_before)

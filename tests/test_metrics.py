@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import LiveRunner
 from .hostile.support import BackgroundRun
@@ -25,15 +24,11 @@ def scrape(live_runner: LiveRunner) -> dict[str, dict[tuple[tuple[str, str], ...
     response = httpx.get(f"{live_runner.url}/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return samples
+    return live_runner.metrics()
 
 
 def test_runs_and_durations_are_counted(live_runner: LiveRunner) -> None:
-    before = scrape(live_runner).get("workshop_runs_total", {}).get((("status", "ok"),), 0.0)
+    before = live_runner.runs_finished("ok")
     assert live_runner.run("chapter_05/06_sync_generator").json()["status"] == "ok"
     after = scrape(live_runner)
     assert after["workshop_runs_total"][(("status", "ok"),)] == before + 1
