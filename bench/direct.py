@@ -17,14 +17,12 @@ import io
 import json
 import sys
 import time
-from pathlib import Path
 from types import ModuleType
 
 import asyncpg
 
-from runner.lesson import load_by_path
+from runner.lesson import REPO_ROOT, load_by_path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_ROOT / "code" / "chapter_05" / "04_pool_vs_sequential.py"
 QUERIES = 10_000
 

@@ -24,8 +24,11 @@ from typing import TextIO
 
 import httpx
 
+from runner.lesson import REPO_ROOT
+
+from .processes import free_port, stop_process
 from .runs import COMPARISON_SNIPPET, post_run, run_body
-from .server import REPO_ROOT, RunnerFailed, clean_environment, free_port, wait_for_cluster_lock
+from .server import RunnerFailed, clean_environment, wait_for_cluster_lock
 from .stats import median, ratio
 
 SEQUENTIAL = "query_products_sequentially"
@@ -109,13 +112,8 @@ class LearnerDatabase:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        if process is not None:
+            stop_process(process)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -13,7 +13,9 @@ from typing import Any
 
 import httpx
 
-from .stats import median, percentile
+from runner.percentile import percentile
+
+from .stats import median
 
 HI_CODE = 'print("hi")'
 POOL_SNIPPET = "chapter_05/03_pool"

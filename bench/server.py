@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +20,10 @@ from typing import Any, TextIO
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from runner.lesson import REPO_ROOT
+
+from .processes import free_port, stop_process
+
 DEFAULT_CACHE_DIR = Path("/tmp/workshop-bench-cache")
 POLL_SECONDS = 0.01
 """Health is polled this often while waiting: fine enough for a start-up figure in seconds."""
@@ -30,12 +31,6 @@ POLL_SECONDS = 0.01
 
 class RunnerFailed(RuntimeError):
     """The runner did not start, or stopped answering; the message carries its log's tail."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for_cluster_lock(cache_dir: Path, subdir: str, timeout: float) -> None:
@@ -141,14 +136,8 @@ class RunnerProcess:
         """SIGTERM and wait (SIGKILL after `timeout`); return the seconds the shutdown took."""
         began = time.perf_counter()
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                print(f"  (runner pid {process.pid} ignored SIGTERM for {timeout:g} s; killing it)", flush=True)
-                process.kill()
-                process.wait(10)
+        if process is not None:
+            stop_process(process, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None

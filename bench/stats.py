@@ -1,27 +1,19 @@
-"""Percentiles and medians of small samples, the way the report quotes them."""
+"""Medians and ratios of small samples, the way the report quotes them.
+
+Percentiles are the runner's own definition (`runner/percentile.py`), so a latency
+figure means the same in the report as in a run's summary.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Linear interpolation between closest ranks (NumPy's default); NaN for no values.
-
-    Our samples are 5-50 long, so the method matters for p95: interpolation does
-    not jump to the single worst run the way nearest-rank would on 20 values.
-    """
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * fraction
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+from runner.percentile import percentile
 
 
 def median(values: Sequence[float]) -> float:
+    """The middle value, the mean of the two middle ones for an even count; NaN for no values."""
     return percentile(values, 0.5)
 
 

@@ -18,8 +18,9 @@ import asyncio
 import contextlib
 import logging
 import socket
-import time
 from typing import TYPE_CHECKING
+
+from .tokenbucket import TokenBucket
 
 if TYPE_CHECKING:  # the sandbox's child imports this module: keep it light
     from .postgres import ServerAddress
@@ -32,22 +33,6 @@ BURST = 32
 PER_SECOND = 16.0
 MAX_WAIT = 5.0
 GRANTED, REFUSED = b"y", b"n"
-
-
-class TokenBucket:
-    def __init__(self, burst: int = BURST, per_second: float = PER_SECOND) -> None:
-        self.capacity = float(burst)
-        self.tokens = float(burst)
-        self.per_second = per_second
-        self.last = time.monotonic()
-
-    def wait_time(self) -> float:
-        """Take a token; the seconds to wait for it (0 when one is there)."""
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.per_second)
-        self.last = now
-        self.tokens -= 1
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.per_second
 
 
 async def open_server_socket(server: ServerAddress) -> socket.socket:
@@ -70,14 +55,13 @@ async def open_server_socket(server: ServerAddress) -> socket.socket:
 async def serve_gate(gate: socket.socket, server: ServerAddress, bucket: TokenBucket | None = None) -> None:
     """Answer one sandbox's connection requests until it closes its end."""
     loop = asyncio.get_running_loop()
-    bucket = bucket or TokenBucket()
+    bucket = bucket or TokenBucket(BURST, PER_SECOND)
     gate.setblocking(False)
     granted = 0
     try:
         while await loop.sock_recv(gate, 1):
-            wait = bucket.wait_time()
-            if wait > MAX_WAIT:
-                bucket.tokens += 1  # not spent
+            wait = bucket.take(max_wait=MAX_WAIT)
+            if wait is None:
                 await loop.sock_sendall(gate, REFUSED)
                 continue
             if wait:

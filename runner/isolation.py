@@ -99,6 +99,7 @@ class PlainLauncher:
         "net-namespace",
         "mount-namespace",
         "ipc-namespace",
+        "uts-namespace",
         "unprivileged-uid",
         "seccomp",
     )

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import ModuleType
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+"""The repository: `runner/`, the lesson's `code/` and the built site side by side. Defined here, the
+module the sandbox's child imports anyway, so the child pays for no heavier import to learn it."""
 
 
 def prefer_lesson_package() -> None:

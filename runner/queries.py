@@ -2,9 +2,10 @@
 
 The child attaches `QueryRecorder.log` to each connection through asyncpg's query
 logging. At the end it sends one summary: per-connection busy intervals (merged
-until each lane is at most `MAX_INTERVALS` long), counts, latency percentiles,
-and for each `async_timed` phase how many connections it used and how many were
-busy at once (computed from the raw records, so merging never invents overlap).
+until each lane is at most `MAX_INTERVALS` long), counts, latency percentiles
+(interpolated: `runner/percentile.py`), and for each `async_timed` phase how many
+connections it used and how many were busy at once (computed from the raw records,
+so merging never invents overlap).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from .percentile import percentile
 
 MAX_RECORDS = 200_000
 MAX_INTERVALS = 300
@@ -73,13 +76,6 @@ class QueryRecorder:
 def short_sql(sql: str, limit: int = 80) -> str:
     flat = _SPACES.sub(" ", sql).strip()
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    if not sorted_values:
-        return 0.0
-    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
-    return sorted_values[index]
 
 
 def merge_intervals(intervals: list[tuple[float, float]], limit: int = MAX_INTERVALS) -> list[tuple[float, float]]:

@@ -1,10 +1,12 @@
-"""A per-client token bucket, so one visitor of a public site cannot take every sandbox."""
+"""A token bucket per client, so one visitor of a public site cannot take every sandbox."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
+
+from .tokenbucket import TokenBucket
 
 
 class RateLimiter:
@@ -13,27 +15,24 @@ class RateLimiter:
     MAX_KEYS = 10_000
 
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.capacity = float(per_minute)
-        self.refill_per_second = per_minute / 60.0
+        self.per_minute = per_minute
         self.clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
 
     def take(self, key: str) -> float:
-        """Spend a token for `key`: 0 when allowed, otherwise seconds until the next token."""
-        now = self.clock()
-        tokens, last = self._buckets.get(key, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - last) * self.refill_per_second)
-        if tokens < 1:
-            self._buckets[key] = (tokens, now)
-            return (1 - tokens) / self.refill_per_second
-        self._buckets[key] = (tokens - 1, now)
+        """Spend a token for `key`: 0 when allowed, otherwise seconds until the next token (nothing spent)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.per_minute, self.per_minute / 60.0, self.clock)
+        if bucket.take() is None:
+            return bucket.wait_time()
         if len(self._buckets) > self.MAX_KEYS:
-            self._forget_full_buckets(now)
+            self._forget_full_buckets()
         return 0.0
 
-    def _forget_full_buckets(self, now: float) -> None:
-        full_after = self.capacity / self.refill_per_second
-        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full_after}
+    def _forget_full_buckets(self) -> None:
+        """A full bucket is what a new key gets anyway: forgetting it changes nothing but memory."""
+        self._buckets = {key: bucket for key, bucket in self._buckets.items() if not bucket.is_full()}
 
 
 def retry_after_header(seconds: float) -> str:

@@ -16,8 +16,8 @@ import platformdirs
 
 from .admission import Share
 from .capacity import derive_slots
+from .lesson import REPO_ROOT as REPO_ROOT  # re-exported: settings is where the rest of the runner looks
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CODE_DIR = REPO_ROOT / "code"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,9 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
+from bench.processes import free_port
 from runner.app import create_app
 from runner.runtime import Runtime
 from runner.settings import REPO_ROOT, Settings
@@ -27,12 +28,6 @@ from runner.settings import REPO_ROOT, Settings
 TEST_CACHE = Path(os.environ.get("WORKSHOP_TEST_CACHE") or Path(tempfile.gettempdir()) / "workshop-test-cache")
 """Kept between test sessions so the cluster is initialised and seeded once per machine
 (`WORKSHOP_TEST_CACHE` gives each checkout its own, so two suites can run side by side)."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start_learner_db(port: int, cache: str = "learner") -> subprocess.Popen[str]:
@@ -91,6 +86,20 @@ class LiveRunner:
             "POST", f"{self.url}/api/runs", json=body, headers={"accept": "application/x-ndjson"}, timeout=60
         ) as response:
             yield response
+
+    def metrics(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+        """Every sample of `/metrics`, by name, then by its labels (sorted pairs)."""
+        response = httpx.get(f"{self.url}/metrics", timeout=10)
+        assert response.status_code == 200, response.text
+        samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+        return samples
+
+    def runs_finished(self, status: str) -> float:
+        """Runs that ended with `status` so far, as `/metrics` counts them."""
+        return self.metrics().get("workshop_runs_total", {}).get((("status", status),), 0.0)
 
     def run(self, snippet: str, code: str | None = None, **kwargs: Any) -> httpx.Response:
         body: dict[str, Any] = {"snippet": snippet}

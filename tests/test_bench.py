@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from bench.report import HEADINGS
+from runner.settings import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BENCH_TEST_CACHE = Path(tempfile.gettempdir()) / "workshop-bench-test-cache"
-"""Its own cache (kept between sessions), so the test never waits on a real `make bench`."""
+from .conftest import TEST_CACHE
+
+BENCH_TEST_CACHE = TEST_CACHE / "bench"
+"""Its own cache (kept between sessions, one per checkout like the rest of the test cache), so the test
+never waits on a real `make bench` nor on another checkout's suite."""
 
 
 @pytest.mark.timeout(600)

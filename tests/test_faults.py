@@ -26,11 +26,14 @@ import httpx
 import psutil
 import pytest
 
+from bench.processes import free_port, stop_process
+from bench.server import clean_environment
 from runner.databases import run_prefix
 from runner.expected import normalise, read_expected
+from runner.postgres import ServerAddress
 from runner.settings import REPO_ROOT
 
-from .conftest import TEST_CACHE, LiveRunner, free_port, output_text
+from .conftest import TEST_CACHE, LiveRunner, output_text
 
 SNIPPET = "chapter_05/03_pool"
 NDJSON = "application/x-ndjson"
@@ -55,6 +58,26 @@ def stream_until(url: str, code: str, text: str, events: list[dict[str, Any]], s
         events.append({"event": "transport-error", "error": repr(error)})
     finally:
         seen.set()
+
+
+async def wait_for_active_query(admin: ServerAddress, fragment: str, timeout: float) -> None:
+    """Return once a backend is executing a query containing `fragment` (pg_stat_activity); fail at the deadline."""
+    conn = await asyncpg.connect(**admin.connect_kwargs(), timeout=10)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = await conn.fetch(
+                "SELECT usename, state, query FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = "
+                "'client backend'"
+            )
+            if any(r["state"] == "active" and fragment in (r["query"] or "") for r in rows):
+                return
+            if time.monotonic() > deadline:
+                seen = [(r["usename"], r["state"], r["query"]) for r in rows]
+                pytest.fail(f"no active query with {fragment!r} within {timeout} s; the server's clients: {seen}")
+            await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
 
 
 def assert_a_run_works(url: str) -> None:
@@ -83,7 +106,7 @@ def test_postgres_killed_during_a_query_fails_that_run_clearly_and_the_runner_re
     thread = threading.Thread(target=stream_until, args=(live_runner.url, code, "querying", events, seen), daemon=True)
     thread.start()
     assert seen.wait(30) and any(e["event"] == "output" for e in events), events
-    time.sleep(0.3)  # the query is on its way
+    asyncio.run(wait_for_active_query(server.admin, "pg_sleep(5)", timeout=10))  # the server is running it
     killed_at = time.monotonic()
     os.kill(postmaster, signal.SIGKILL)
 
@@ -120,12 +143,13 @@ class RunnerProcess:
     """`python -m runner serve` in a session of its own, logging into a file."""
 
     def __init__(self, cache_dir: Path, port: int, log_path: Path) -> None:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("WORKSHOP_")}
-        env.update(
-            WORKSHOP_CACHE_DIR=str(cache_dir),
-            WORKSHOP_INSTANCE="faults",
-            WORKSHOP_RUN_TIMEOUT="60",
-            WORKSHOP_LOG_LEVEL="INFO",
+        env = clean_environment(
+            {
+                "WORKSHOP_CACHE_DIR": str(cache_dir),
+                "WORKSHOP_INSTANCE": "faults",
+                "WORKSHOP_RUN_TIMEOUT": "60",
+                "WORKSHOP_LOG_LEVEL": "INFO",
+            }
         )
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
@@ -155,19 +179,30 @@ class RunnerProcess:
             time.sleep(0.2)
         pytest.fail(f"the runner was not healthy within {timeout} s:\n{self.log()[-3000:]}")
 
+    def settled_names(self, cluster_root: Path, *, busy: int, full: bool, timeout: float = 30) -> list[str]:
+        """Its run databases once each belongs to a ready or busy sandbox, none being made or destroyed.
+
+        Polls the health's pool (`busy` sandboxes in use, every one ready if `full`) and the cluster's
+        names until they agree; fails at the deadline with what it saw last.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            pool = self.wait_healthy(10)["pool"]
+            names = asyncio.run(run_names(cluster_root))
+            quiet = pool["busy"] == busy and (pool["ready"] == pool["size"] or not full)
+            if quiet and len(names) == pool["ready"] + pool["busy"]:
+                return names
+            if time.monotonic() > deadline:
+                pytest.fail(f"the pool and its databases did not settle within {timeout} s: {pool}, {names}")
+            time.sleep(0.05)
+
     def kill(self) -> None:
         self.process.kill()
         self.process.wait(10)
         self._log.close()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
         self._log.close()
 
 
@@ -226,6 +261,7 @@ def test_a_runner_killed_mid_run_cleans_up_after_itself_on_the_next_start(fault_
     second: RunnerProcess | None = None
     try:
         health = first.wait_healthy(240)  # the first time on a machine, the cluster is initialised and seeded
+        first.settled_names(cluster_root, busy=0, full=True, timeout=120)  # a quiet start: the pool is full
         code = (
             f"import ctypes, asyncpg, time\nctypes.CDLL(None).prctl(15, b'{marker}', 0, 0, 0)\n"
             "conn = await asyncpg.connect()\nprint('running', flush=True)\ntime.sleep(60)\n"
@@ -235,11 +271,7 @@ def test_a_runner_killed_mid_run_cleans_up_after_itself_on_the_next_start(fault_
         client = threading.Thread(target=stream_until, args=(first.url, code, "running", events, seen), daemon=True)
         client.start()
         assert seen.wait(60) and any(e["event"] == "output" for e in events), events
-        deadline = time.monotonic() + 30  # the pool refills behind the run: let it finish, so the names hold still
-        while (pool := first.wait_healthy(10)["pool"])["ready"] < pool["size"] and time.monotonic() < deadline:
-            time.sleep(0.1)
-        orphans = asyncio.run(run_names(cluster_root))
-        assert orphans, "the run's database should exist while it runs"
+        orphans = first.settled_names(cluster_root, busy=1, full=False)  # the run's database and the ready ones
         old_postmaster = postmaster_of(cluster_root)
         assert old_postmaster is not None
 
@@ -269,9 +301,8 @@ def test_a_runner_killed_mid_run_cleans_up_after_itself_on_the_next_start(fault_
         assert still_there == set(), still_there
 
         assert_a_run_works(second.url)
-        time.sleep(1)  # the used sandbox is destroyed in the background
-        pool_size = second.wait_healthy(10)["pool"]["size"]
-        assert len(asyncio.run(run_names(cluster_root))) <= pool_size  # only the prepared sandboxes' own
+        # the used sandbox is destroyed in the background and the pool refilled: the prepared sandboxes' remain
+        assert len(second.settled_names(cluster_root, busy=0, full=True)) == second.wait_healthy(10)["pool"]["size"]
     finally:
         if first.process.poll() is None:
             first.kill()

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import httpx
 
-from runner.isolation import BubblewrapLauncher, PlainLauncher
+from bench.processes import free_port
+from runner.isolation import BubblewrapLauncher, Launcher, PlainLauncher
 from runner.settings import REPO_ROOT
 
-from .conftest import TEST_CACHE, LiveRunner, free_port, output_text
+from .conftest import TEST_CACHE, LiveRunner, output_text
 
 
 def test_bubblewrap_is_in_force_when_installed(live_runner: LiveRunner) -> None:
@@ -45,9 +48,71 @@ except OSError as error:
     assert lines["write-usr"] == "Read-only file system"
 
 
-def test_plain_launcher_says_what_is_missing() -> None:
-    assert "pid-namespace" in PlainLauncher.missing
-    assert "net-namespace" in PlainLauncher.missing
+NAMESPACE_LAYERS = {
+    "pid": "pid-namespace",
+    "net": "net-namespace",
+    "mnt": "mount-namespace",
+    "ipc": "ipc-namespace",
+    "uts": "uts-namespace",
+}
+PROBE = """
+import json, os
+print(json.dumps({
+    "namespaces": {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in %r},
+    "parent": os.getppid(),
+    "sees_test": os.path.exists("/proc/%d"),
+}))
+"""
+
+
+def probe_through(launcher: Launcher) -> dict[str, Any]:
+    """Start what the launcher would start for a run, with a probe in place of the child program."""
+    plan = launcher.plan(events_fd=3)
+    try:
+        assert plan.argv[-2:] == ["-m", "runner.child"], plan.argv
+        result = subprocess.run(
+            [*plan.argv[:-2], "-c", PROBE % (list(NAMESPACE_LAYERS), os.getpid())],
+            env=plan.env,
+            cwd=plan.cwd,
+            pass_fds=plan.pass_fds,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            **plan.process_options,
+        )
+    finally:
+        plan.cleanup()
+    assert result.returncode == 0, result.stderr
+    observed: dict[str, Any] = json.loads(result.stdout)
+    return observed
+
+
+def assert_layers_match(launcher: Launcher, observed: dict[str, Any]) -> None:
+    """A namespace of its own is named among the layers; one shared with the host, among the missing."""
+    for kind, layer in NAMESPACE_LAYERS.items():
+        own = observed["namespaces"][kind] != os.readlink(f"/proc/self/ns/{kind}")
+        claims = f"{launcher.name}: {layer} {own=}, layers {launcher.layers}, missing {launcher.missing}"
+        assert (layer in launcher.layers) == own, claims
+        assert (layer in launcher.missing) == (not own), claims
+
+
+def test_plain_launcher_shares_the_host_pid_namespace_and_says_so() -> None:
+    launcher = PlainLauncher()
+    observed = probe_through(launcher)
+    assert observed["parent"] == os.getpid(), "its parent is this test: the same PID namespace"
+    assert observed["sees_test"], "it can see this test's process"
+    assert "pid-namespace" in launcher.missing and "pid-namespace" not in launcher.layers
+    assert_layers_match(launcher, observed)
+
+
+def test_bubblewrap_launcher_gives_a_pid_namespace_of_its_own_and_says_so() -> None:
+    launcher = BubblewrapLauncher()
+    problem = launcher.probe()  # also lets the sandbox user reach the bound folders, as the runner does
+    assert problem is None, f"CI installs bubblewrap: {problem}"
+    observed = probe_through(launcher)
+    assert observed["parent"] != os.getpid() and not observed["sees_test"], observed
+    assert "pid-namespace" in launcher.layers and not launcher.missing
+    assert_layers_match(launcher, observed)
 
 
 def test_public_mode_refuses_to_start_without_namespaces() -> None:

@@ -12,9 +12,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from bench.processes import free_port, stop_process
 from runner.settings import REPO_ROOT
 
-from .conftest import free_port, start_learner_db, wait_until_serving
+from .conftest import start_learner_db, wait_until_serving
 
 
 def _port_free(port: int) -> bool:
@@ -33,8 +34,7 @@ def learner_db() -> Iterator[int]:
     process = start_learner_db(port)
     wait_until_serving(process)
     yield port
-    process.terminate()
-    assert process.wait(30) == 0
+    assert stop_process(process) == 0, "SIGTERM stops it cleanly"
 
 
 def test_it_serves_the_seeded_products_database(learner_db: int) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import psutil
+import pytest
 
 from runner.expected import normalise, read_expected
 
@@ -63,10 +64,18 @@ def settle(live_runner: LiveRunner, timeout: float = 30) -> None:
     service, pool = live_runner.runtime.service, live_runner.runtime.pool
     assert service is not None and pool is not None
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        idle = service.running == 0 and service.waiting == 0 and pool.busy == 0 and pool.state().settled
-        if idle and len(sandbox_processes()) == pool.ready and not leftover_databases(live_runner):
+    while True:
+        state = pool.state()
+        idle = service.running == 0 and service.waiting == 0 and state.busy == 0 and state.settled
+        sandboxes, leftovers = len(sandbox_processes()), leftover_databases(live_runner)
+        if idle and sandboxes == state.ready and not leftovers:
             return
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"the runner did not settle within {timeout} s: {service.running} running, {service.waiting} "
+                f"waiting; pool {state.ready}/{state.size} ready, {state.busy} busy, {state.preparing} preparing; "
+                f"{sandboxes} sandbox processes; databases of no prepared sandbox: {leftovers}"
+            )
         time.sleep(0.1)
 
 
@@ -190,7 +199,7 @@ def test_clients_that_go_away_mid_stream_get_their_runs_killed(live_runner: Live
     service = live_runner.runtime.service
     assert service is not None
     folders_before = work_folders()
-    cancelled_before = service.counts.get("cancelled", 0)
+    cancelled_before = live_runner.runs_finished("cancelled")
     marker = "dc" + secrets.token_hex(5)
     code = named_sample(marker, "import time\nprint('started', flush=True)\ntime.sleep(60)\n")
     capacity = live_runner.settings.max_concurrent_runs + live_runner.settings.max_queue
@@ -215,5 +224,5 @@ def test_clients_that_go_away_mid_stream_get_their_runs_killed(live_runner: Live
     while service.running and time.monotonic() < deadline:
         time.sleep(0.1)
     assert service.running == 0
-    assert service.counts.get("cancelled", 0) - cancelled_before == capacity
+    assert live_runner.runs_finished("cancelled") - cancelled_before == capacity
     assert_nothing_left(live_runner, marker, folders_before)

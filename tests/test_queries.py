@@ -36,6 +36,11 @@ def test_phases_are_measured_on_raw_records() -> None:
     assert summary["statements"] == [{"sql": "SELECT 1 FROM x", "count": 7}]
 
 
+def test_latency_percentiles_are_interpolated() -> None:
+    records = [record(1, i, i + ms / 1000) for i, ms in enumerate([4, 1, 3, 2])]
+    assert summarise(records, [])["latency_ms"] == {"p50": 2.5, "p95": 3.85, "max": 4.0}
+
+
 def test_pool_comparison_shows_six_lanes_together_then_one_at_a_time(live_runner: LiveRunner) -> None:
     summary = live_runner.run("chapter_05/04_pool_vs_sequential").json()
     queries = summary["queries"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
+from bench.processes import free_port, stop_process
 
 from ..conftest import TEST_CACHE
 
@@ -44,12 +45,6 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -62,15 +57,6 @@ def wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float)
             pass
         time.sleep(0.3)
     raise RuntimeError(f"{url} did not answer within {timeout} s:\n{log.read_text()[-4000:]}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="package")
@@ -94,7 +80,7 @@ def runner_url(built_site: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         wait_for(f"{base}/api/health", proc, log, timeout=240)
         yield base
     finally:
-        stop(proc)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="package")
@@ -113,7 +99,7 @@ def static_url(built_site: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         wait_for(f"{base}/index.html", proc, log, timeout=30)
         yield base
     finally:
-        stop(proc)
+        stop_process(proc)
 
 
 # package scope: Playwright's sync API keeps an event loop running in this thread until it
