@@ -134,7 +134,6 @@ class RunService:
         self.settings = settings
         self.pool = pool
         self.admission = admission or Admission(settings.max_concurrent_runs, settings.max_queue, settings.share())
-        self.counts: dict[str, int] = {}
         self.on_finish: list[Callable[[Run], None]] = []
 
     @property
@@ -177,7 +176,6 @@ class RunService:
     def finish(self, run: Run) -> None:
         self.admission.release(run.client, run.outcome.run_seconds)
         self.pool.release(run.sandbox)
-        self.counts[run.outcome.status] = self.counts.get(run.outcome.status, 0) + 1
         for callback in self.on_finish:
             callback(run)
         d = run.result().duration
