@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from .lesson import REPO_ROOT as REPO_ROOT  # re-exported: one definition, in the child's light module
+
 LESSON_GLOB = "chapter_*"
 NOTEBOOK_DIR = Path("docs/notebook")
 EXPECT_ERROR = re.compile(r"^#\s*expect:\s*error\s*$", re.M)
