@@ -17,6 +17,7 @@ import asyncpg
 
 from .cgroups import CgroupDriver, CgroupLimits, open_driver
 from .databases import DatabaseFactory
+from .health import Troubles
 from .isolation import Launcher, PlainLauncher, choose_launcher
 from .pool import SandboxPool
 from .postgres import EmbeddedCluster, ExternalServer, PostgresServer
@@ -67,6 +68,11 @@ class Runtime:
         self.postgres_healthy = False
         self.template = ""
         self.started_seconds: float | None = None
+        self.draining = False
+        """Set on SIGTERM: health answers 503 `draining` and no run is admitted."""
+        self.stopping = False
+        self.troubles = Troubles()
+        """Recent failures to prepare a run (sandbox start, clone space), for health."""
         self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -132,9 +138,7 @@ class Runtime:
         return not (settings.public and self.missing_layers())
 
     def _open_cgroups(self) -> None:
-        mode = self.settings.cgroups
-        if mode not in {"auto", "required", "off"}:
-            raise SystemExit(f"WORKSHOP_CGROUPS must be auto, required or off, not {mode!r}")
+        mode = self.settings.cgroups  # one of auto, required, off (checked by Settings)
         if mode == "off":
             self.cgroups_problem = "turned off (WORKSHOP_CGROUPS=off)"
             return
@@ -150,8 +154,6 @@ class Runtime:
 
     def _choose_launcher(self) -> Launcher:
         mode = self.settings.sandbox
-        if mode not in {"auto", "bubblewrap", "plain"}:
-            raise SystemExit(f"WORKSHOP_SANDBOX must be auto, bubblewrap or plain, not {mode!r}")
         launcher = choose_launcher(want_bubblewrap=mode != "plain", want_seccomp=self.settings.seccomp)
         if mode == "bubblewrap" and launcher.name != "bubblewrap":
             raise SystemExit("WORKSHOP_SANDBOX=bubblewrap but bubblewrap does not work here (see the log)")
@@ -165,7 +167,30 @@ class Runtime:
             )
         return launcher
 
+    async def drain(self, grace: float) -> bool:
+        """Admit no more runs and wait up to `grace` seconds for those in progress; True if they all ended."""
+        self.draining = True
+        service = self.service
+        if service is None:
+            return True
+        idle = asyncio.Event()
+
+        def check(_run: object = None) -> None:
+            if service.running == 0 and service.waiting == 0:
+                idle.set()
+
+        service.on_finish.append(check)
+        check()
+        try:
+            await asyncio.wait_for(idle.wait(), grace)
+        except TimeoutError:
+            return False
+        finally:
+            service.on_finish.remove(check)
+        return True
+
     async def stop(self) -> None:
+        self.stopping = True
         if self._watchdog:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
