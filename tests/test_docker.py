@@ -406,13 +406,20 @@ def compose_binary() -> Path:
     return binary
 
 
-def compose_config(project: Path, tmp_path: Path, password: str = "s3cret",
-                   files: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def compose_config(
+    project: Path, tmp_path: Path, password: str = "s3cret", files: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "POSTGRES_PASSWORD": password}
     file_args = [arg for name in files for arg in ("--file", name)]
     # Not the package's wrapper script: it drops the binary's exit status.
-    return subprocess.run([str(compose_binary()), *file_args, "config", "--format", "json"], capture_output=True,
-                          text=True, env=env, cwd=project, timeout=60)
+    return subprocess.run(
+        [str(compose_binary()), *file_args, "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=project,
+        timeout=60,
+    )
 
 
 def test_compose_config_accepts_the_file(tmp_path: Path) -> None:
@@ -427,8 +434,7 @@ def test_compose_config_accepts_the_file(tmp_path: Path) -> None:
     assert missing.returncode != 0 and "POSTGRES_PASSWORD" in missing.stderr
 
 
-def test_the_podman_override_stands_in_for_what_podman_compose_ignores(compose: dict[str, Any],
-                                                                        tmp_path: Path) -> None:
+def test_the_podman_override_stands_in_for_what_podman_compose_ignores(compose: dict[str, Any], tmp_path: Path) -> None:
     """configs: -> a bind mount at the same place; condition: service_healthy -> wait-for-postgres."""
     result = compose_config(DOCKER, tmp_path, files=("compose.yaml", "compose.podman.yaml"))
     assert result.returncode == 0, result.stderr
@@ -651,8 +657,13 @@ WAIT = DOCKER / "runner" / "wait-for-postgres"
 
 def _wait(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "WORKSHOP_DATABASE_URL": url}
-    return subprocess.run([sys.executable, str(WAIT), *args, "--", sys.executable, "-c", "print('runner started')"],
-                          capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(WAIT), *args, "--", sys.executable, "-c", "print('runner started')"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
 
 def test_wait_for_postgres_starts_the_runner_once_the_real_server_answers(cluster: Cluster) -> None:
@@ -684,14 +695,28 @@ def test_the_seccomp_profile_opens_what_bubblewrap_needs_and_no_more() -> None:
     needed = {"unshare", "clone", "clone3", "mount", "umount2", "pivot_root", "setns", "sethostname"}
     assert needed <= unconditional, needed - unconditional
     # refused by the engine's default profile, and still refused (seccomp=unconfined would allow them)
-    refused = {"bpf", "perf_event_open", "kexec_load", "init_module", "finit_module", "open_by_handle_at",
-               "add_key", "swapon", "acct", "quotactl", "lookup_dcookie", "fanotify_init", "settimeofday"}
+    refused = {
+        "bpf",
+        "perf_event_open",
+        "kexec_load",
+        "init_module",
+        "finit_module",
+        "open_by_handle_at",
+        "add_key",
+        "swapon",
+        "acct",
+        "quotactl",
+        "lookup_dcookie",
+        "fanotify_init",
+        "settimeofday",
+    }
     assert not refused & unconditional, refused & unconditional
 
 
 def test_the_seccomp_profile_is_derived_as_its_script_says(tmp_path: Path) -> None:
     """derive.py run on the profile itself changes nothing: the two additions are already there."""
-    result = subprocess.run([sys.executable, str(SECCOMP.with_name("derive.py")), str(SECCOMP)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(SECCOMP.with_name("derive.py")), str(SECCOMP)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == json.loads(SECCOMP.read_text())

@@ -60,7 +60,8 @@ def test_a_failure_to_prepare_counts_until_a_run_is_prepared() -> None:
     troubles = Troubles()
     troubles.note("clone_space", "no room")
     state, causes = assess(**facts(troubles=troubles))
-    assert state == "degraded" and [(c.part, c.detail, c.blocking) for c in causes] == [("clone_space", "no room", True)]
+    assert state == "degraded"
+    assert [(c.part, c.detail, c.blocking) for c in causes] == [("clone_space", "no room", True)]
     troubles.cleared()
     assert assess(**facts(troubles=troubles)) == ("ready", [])
 

@@ -80,7 +80,8 @@ def test_a_refused_value_names_the_variable_and_what_it_accepts(variable: str, v
 
 
 def test_enumerations_are_normalised() -> None:
-    settings = Settings.from_env({"WORKSHOP_SANDBOX": "Plain", "WORKSHOP_CGROUPS": "OFF", "WORKSHOP_LOG_FORMAT": "JSON"})
+    words = {"WORKSHOP_SANDBOX": "Plain", "WORKSHOP_CGROUPS": "OFF", "WORKSHOP_LOG_FORMAT": "JSON"}
+    settings = Settings.from_env(words)
     assert (settings.sandbox, settings.cgroups, settings.log_format) == ("plain", "off", "json")
 
 
