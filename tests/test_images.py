@@ -74,10 +74,8 @@ images = _load_images_module()
 
 def cgroup_v1() -> bool:
     """memory, pids and cpu as cgroup v1 hierarchies: per-run cgroups come from docker/delegate-cgroup-v1."""
-    return all(
-        os.path.ismount(f"/sys/fs/cgroup/{c}") and not os.path.exists(f"/sys/fs/cgroup/{c}/cgroup.controllers")
-        for c in ("memory", "pids", "cpu")
-    )
+    return all(os.path.ismount(f"/sys/fs/cgroup/{c}") and not os.path.exists(f"/sys/fs/cgroup/{c}/cgroup.controllers")
+               for c in ("memory", "pids", "cpu"))
 
 
 # -- the engine and containers ------------------------------------------------------------
@@ -108,17 +106,15 @@ class Container:
 
     def exec(self, *argv: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
         options = ["--user", user] if user else []
-        result: subprocess.CompletedProcess[str] = self.engine(
-            "exec", *options, self.name, *argv, check=False, capture=True, timeout=120
-        )
+        result: subprocess.CompletedProcess[str] = self.engine("exec", *options, self.name, *argv, check=False,
+                                                                 capture=True, timeout=120)
         return result
 
     def healthcheck_passes(self) -> bool:
         """Run the image's HEALTHCHECK once now (podman schedules it only through systemd)."""
         if self.engine.is_podman:
-            return bool(
-                self.engine("healthcheck", "run", self.name, check=False, capture=True, timeout=60).returncode == 0
-            )
+            return bool(self.engine("healthcheck", "run", self.name, check=False, capture=True,
+                                    timeout=60).returncode == 0)
         until(lambda: self.inspect("{{.State.Health.Status}}") != "starting", 120, f"{self.name}'s healthcheck")
         return self.inspect("{{.State.Health.Status}}") == "healthy"
 
@@ -199,21 +195,14 @@ SECCOMP_PROFILE = DOCKER / "seccomp" / "runner.json"
 # namespace calls (the runner's seccomp profile) and a fresh /proc (unmasked system
 # paths); the rest is taken away.
 RUNNER_OPTIONS = (
-    "--security-opt",
-    f"seccomp={SECCOMP_PROFILE}",
-    "--security-opt",
-    "apparmor=unconfined",
-    "--security-opt",
-    "systempaths=unconfined",
-    "--security-opt",
-    "no-new-privileges",
-    "--cap-drop",
-    "ALL",
+    "--security-opt", f"seccomp={SECCOMP_PROFILE}",
+    "--security-opt", "apparmor=unconfined",
+    "--security-opt", "systempaths=unconfined",
+    "--security-opt", "no-new-privileges",
+    "--cap-drop", "ALL",
     "--read-only",
-    "--tmpfs",
-    "/tmp",
-    "--cgroupns",
-    "private",
+    "--tmpfs", "/tmp",
+    "--cgroupns", "private",
 )
 
 
@@ -229,20 +218,12 @@ def runner_alone(delegated_cgroup: Callable[[str], list[str]], start: Callable[.
     # (delegated_cgroup first: set up before the container, so torn down after it)
     port = free_port()
     container = start(
-        f"workshop-{TAG}-runner",
-        images.RUNNER_IMAGE,
-        *RUNNER_OPTIONS,
-        *delegated_cgroup(f"{TAG}-runner"),
-        "--publish",
-        f"127.0.0.1:{port}:8000",
+        f"workshop-{TAG}-runner", images.RUNNER_IMAGE, *RUNNER_OPTIONS, *delegated_cgroup(f"{TAG}-runner"),
+        "--publish", f"127.0.0.1:{port}:8000",
         # Public mode. Edits allowed explicitly: public mode accepts them by itself once
         # every containment layer (per-run cgroups included) is in force.
-        "--env",
-        "WORKSHOP_PUBLIC=true",
-        "--env",
-        "WORKSHOP_ALLOW_EDITS=true",
-        "--env",
-        f"WORKSHOP_INSTANCE={TAG}",
+        "--env", "WORKSHOP_PUBLIC=true", "--env", "WORKSHOP_ALLOW_EDITS=true",
+        "--env", f"WORKSHOP_INSTANCE={TAG}",
     )
     url = f"http://127.0.0.1:{port}"
     until(lambda: health(url) is not None, START_TIMEOUT, "the runner's /api/health", container)
@@ -285,34 +266,16 @@ def test_the_runner_alone_runs_edited_code_in_its_sandbox(runner_alone: Runner) 
 PROBE = "from runner.isolation import BubblewrapLauncher; print(BubblewrapLauncher().probe())"
 
 
-@pytest.mark.parametrize(
-    ("seccomp", "outcome"),
-    [
-        (str(SECCOMP_PROFILE), "None"),  # the runner's profile: bubblewrap works
-        ("", "Can't set hostname"),  # the engine's default profile: sethostname needs CAP_SYS_ADMIN
-    ],
-    ids=["runner-profile", "default-profile"],
-)
+@pytest.mark.parametrize(("seccomp", "outcome"), [
+    (str(SECCOMP_PROFILE), "None"),  # the runner's profile: bubblewrap works
+    ("", "Can't set hostname"),  # the engine's default profile: sethostname needs CAP_SYS_ADMIN
+], ids=["runner-profile", "default-profile"])
 def test_bubblewrap_needs_the_runners_seccomp_profile(engine: Any, seccomp: str, outcome: str) -> None:
     if not engine.is_podman and not seccomp:
         pytest.skip("Docker's default profile refuses earlier (unshare); only podman's is pinned down here")
     security = ["--security-opt", f"seccomp={seccomp}"] if seccomp else []
-    result = engine(
-        "run",
-        "--rm",
-        *security,
-        "--security-opt",
-        "systempaths=unconfined",
-        "--cap-drop",
-        "ALL",
-        images.RUNNER_IMAGE,
-        "python",
-        "-c",
-        PROBE,
-        check=False,
-        capture=True,
-        timeout=120,
-    )
+    result = engine("run", "--rm", *security, "--security-opt", "systempaths=unconfined", "--cap-drop", "ALL",
+                    images.RUNNER_IMAGE, "python", "-c", PROBE, check=False, capture=True, timeout=120)
     assert outcome in result.stdout, result.stdout + result.stderr
 
 
@@ -368,43 +331,24 @@ def learners_postgres(start: Callable[..., Container]) -> Container:
     assert port_is_free(LEARNERS_PORT), (
         f"127.0.0.1:{LEARNERS_PORT} is taken: the learners' image is tested on the chapter's own port"
     )
-    container = start(f"workshop-{TAG}-learners", images.LEARNERS_IMAGE, "--publish", f"127.0.0.1:{LEARNERS_PORT}:5432")
-    until(
-        lambda: chapter_script("01_connect").returncode == 0,
-        START_TIMEOUT,
-        "the learners' PostgreSQL on 127.0.0.1:5432",
-        container,
-    )
+    container = start(f"workshop-{TAG}-learners", images.LEARNERS_IMAGE,
+                      "--publish", f"127.0.0.1:{LEARNERS_PORT}:5432")
+    until(lambda: chapter_script("01_connect").returncode == 0, START_TIMEOUT,
+          "the learners' PostgreSQL on 127.0.0.1:5432", container)
     return container
 
 
 def chapter_script(name: str) -> subprocess.CompletedProcess[str]:
     """A code/ script as the chapter runs it: `python -m code.chapter_05.<name>` from the repository root."""
-    return subprocess.run(
-        [sys.executable, "-m", f"code.chapter_05.{name}"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-    )
+    return subprocess.run([sys.executable, "-m", f"code.chapter_05.{name}"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
 
 
 def test_the_learners_postgres_is_seeded_as_the_chapter_expects(learners_postgres: Container) -> None:
     counts = " UNION ALL ".join(f"SELECT '{table}', count(*) FROM {table}" for table in EXPECTED_ROWS)
-    result = learners_postgres.exec(
-        "env",
-        "PGPASSWORD=password",
-        "psql",
-        "--host=127.0.0.1",
-        "--username=postgres",
-        "--dbname=products",
-        "--no-align",
-        "--tuples-only",
-        "--field-separator=:",
-        "--command",
-        counts,
-    )
+    result = learners_postgres.exec("env", "PGPASSWORD=password", "psql", "--host=127.0.0.1", "--username=postgres",
+                                    "--dbname=products", "--no-align", "--tuples-only", "--field-separator=:",
+                                    "--command", counts)
     assert result.returncode == 0, result.stderr
     rows = dict(line.split(":") for line in result.stdout.split())
     assert {table: int(n) for table, n in rows.items()} == EXPECTED_ROWS
@@ -419,16 +363,8 @@ def test_the_chapters_scripts_run_against_the_learners_postgres(learners_postgre
 
 
 def test_the_learners_postgres_wants_the_password(learners_postgres: Container) -> None:
-    wrong = learners_postgres.exec(
-        "env",
-        "PGPASSWORD=wrong",
-        "psql",
-        "--host=127.0.0.1",
-        "--username=postgres",
-        "--dbname=products",
-        "--command",
-        "SELECT 1",
-    )
+    wrong = learners_postgres.exec("env", "PGPASSWORD=wrong", "psql", "--host=127.0.0.1", "--username=postgres",
+                                   "--dbname=products", "--command", "SELECT 1")
     assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
 
 
@@ -466,13 +402,8 @@ def compose_stack(engine: Any, delegated_cgroup: Callable[[str], list[str]]) -> 
     command = compose_command(engine, files, project)
     if engine.is_podman and cgroup_v1():
         command[-1] += " --cgroupns=private"  # podman-compose 1.0 ignores `cgroup: private`
-    env = {
-        **os.environ,
-        **images.base_images(engine),
-        "POSTGRES_PASSWORD": secrets.token_hex(16),
-        "RUNNER_PORT": str(port),
-        "RUNNER_INSTANCE": instance,
-    }
+    env = {**os.environ, **images.base_images(engine), "POSTGRES_PASSWORD": secrets.token_hex(16),
+           "RUNNER_PORT": str(port), "RUNNER_INSTANCE": instance}
 
     def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([*command, *args], cwd=DOCKER, env=env, capture_output=True, text=True, timeout=600)
@@ -481,10 +412,8 @@ def compose_stack(engine: Any, delegated_cgroup: Callable[[str], list[str]]) -> 
         return result
 
     compose("up", "--detach")
-    containers = {
-        service: Container(engine, f"{project}_{service}_1" if engine.is_podman else f"{project}-{service}-1")
-        for service in ("postgres", "runner")
-    }
+    containers = {service: Container(engine, f"{project}_{service}_1" if engine.is_podman else
+                                     f"{project}-{service}-1") for service in ("postgres", "runner")}
     try:
         url = f"http://127.0.0.1:{port}"
         until(lambda: health(url) is not None, START_TIMEOUT, "the compose runner's /api/health", containers["runner"])
@@ -525,7 +454,6 @@ def test_compose_postgres_is_reached_through_the_socket_only(compose_stack: Comp
     postgres = compose_stack.containers["postgres"]
     ports = postgres.engine("port", postgres.name, check=False, capture=True, timeout=60)
     assert ports.stdout.strip() == "", ports.stdout
-    refused = postgres.exec(
-        "env", "PGPASSWORD=wrong", "psql", "--host=/var/run/postgresql", "--username=postgres", "--command", "SELECT 1"
-    )
+    refused = postgres.exec("env", "PGPASSWORD=wrong", "psql", "--host=/var/run/postgresql", "--username=postgres",
+                            "--command", "SELECT 1")
     assert refused.returncode != 0 and "password authentication failed" in refused.stderr, refused

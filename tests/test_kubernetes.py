@@ -75,10 +75,8 @@ def test_every_rendered_resource_is_valid(folder: Path) -> None:
         try:
             kubernetes_validate.validate(resource, version, strict=True)
         except kubernetes_validate.ValidationError as error:
-            pytest.fail(
-                f"{resource['kind']}/{resource['metadata']['name']} in {folder.name}: {error.message} "
-                f"at {'.'.join(str(p) for p in error.path)}"
-            )
+            pytest.fail(f"{resource['kind']}/{resource['metadata']['name']} in {folder.name}: {error.message} "
+                        f"at {'.'.join(str(p) for p in error.path)}")
 
 
 def test_every_file_of_the_base_is_valid_on_its_own() -> None:
@@ -116,11 +114,8 @@ def test_replicas_share_nothing_and_the_autoscaler_owns_their_count(base: dict[s
     assert {"/tmp", env["WORKSHOP_CACHE_DIR"]["value"], env["WORKSHOP_CLONE_DIR"]["value"]} <= mounts
 
     hpa = base["HorizontalPodAutoscaler"]["spec"]
-    assert hpa["scaleTargetRef"] == {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "name": deployment["metadata"]["name"],
-    }
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                     "name": deployment["metadata"]["name"]}
     assert 2 <= hpa["minReplicas"] < hpa["maxReplicas"]
     assert runner_container(base)["resources"]["requests"]["cpu"], "CPU utilisation needs a CPU request"
 
@@ -144,11 +139,8 @@ def test_probes_and_scraping_use_the_runners_port(base: dict[str, dict[str, Any]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/api/health", "port": "http"}, probe
     annotations = base["Deployment"]["spec"]["template"]["metadata"]["annotations"]
-    assert annotations == {
-        "prometheus.io/scrape": "true",
-        "prometheus.io/port": "8000",
-        "prometheus.io/path": "/metrics",
-    }
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "8000",
+                           "prometheus.io/path": "/metrics"}
 
 
 def test_the_security_context_is_as_tight_as_bubblewrap_allows(base: dict[str, dict[str, Any]]) -> None:
