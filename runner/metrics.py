@@ -46,6 +46,14 @@ class RuntimeGauges(Collector):
             "workshop_isolation_missing": ("Isolation layers this host cannot provide.", missing),
             "workshop_pool_failures": ("Sandbox preparations that failed in a row.", pool.failures if pool else 0),
         }
+        if self.runtime.connections is not None:
+            used, most = self.runtime.connections
+            values["workshop_postgres_connections"] = ("Client connections PostgreSQL holds now.", used)
+            values["workshop_postgres_max_connections"] = ("PostgreSQL's max_connections.", most)
+        space = self.runtime.clone_space()
+        if space is not None:
+            values["workshop_clone_space_free_bytes"] = ("Free bytes where run databases are cloned.", space[0])
+            values["workshop_clone_space_size_bytes"] = ("Size of the clone file system.", space[1])
         for name, (help_text, value) in values.items():
             yield GaugeMetricFamily(name, help_text, value=value)
 

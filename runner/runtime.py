@@ -72,6 +72,10 @@ class Runtime:
         """Set on SIGTERM: health answers 503 `draining` and no run is admitted."""
         self.stopping = False
         self.troubles = Troubles()
+        self.clone_location: Path | None = None
+        """Where run databases are cloned (a tablespace folder), when not beside the template."""
+        self.connections: tuple[int, int] | None = None
+        """PostgreSQL's client connections and max_connections, read by the watchdog each second."""
         """Recent failures to prepare a run (sandbox start, clone space), for health."""
         self._watchdog: asyncio.Task[None] | None = None
 
@@ -121,6 +125,7 @@ class Runtime:
         except (OSError, asyncpg.PostgresError) as error:
             log.warning("run databases stay beside the template (no tablespace in %s): %s", base, error)
             return
+        self.clone_location = location
         log.info("run databases are cloned into %s", location)
 
     def layers(self) -> list[str]:
@@ -189,6 +194,26 @@ class Runtime:
             service.on_finish.remove(check)
         return True
 
+    def clone_space(self) -> tuple[int, int] | None:
+        """Free and total bytes where run databases are cloned (the embedded cluster's folder by default)."""
+        if not isinstance(self.server, EmbeddedCluster):
+            return None
+        try:
+            usage = shutil.disk_usage(self.clone_location or self.settings.cache_dir)
+        except OSError:
+            return None
+        return usage.free, usage.total
+
+    @staticmethod
+    async def _count_connections(factory: DatabaseFactory) -> tuple[int, int]:
+        async with factory.admin_connection() as conn:
+            row = await conn.fetchrow(
+                "SELECT count(*) FILTER (WHERE backend_type = 'client backend') AS used,"
+                " current_setting('max_connections')::int AS most FROM pg_stat_activity"
+            )
+        assert row is not None
+        return int(row["used"]), int(row["most"])
+
     async def stop(self) -> None:
         self.stopping = True
         if self._watchdog:
@@ -230,6 +255,8 @@ class Runtime:
                         self.pool.discard_ready()
                 if healthy and self.factory and self.factory.undropped:
                     await self.factory.retry_drops()
+                if healthy and self.factory:
+                    self.connections = await self._count_connections(self.factory)
                 self.postgres_healthy = healthy
             except asyncio.CancelledError:
                 raise
