@@ -107,6 +107,7 @@ class Runtime:
         self.factory = DatabaseFactory(self.server.admin, self.template, self.settings.instance)
         await self.factory.open()
         await self.factory.drop_orphans()
+        self.connections = await self._count_connections(self.factory)
         await self._use_fast_clone_dir()
         limits = CgroupLimits(self.settings.run_memory, self.settings.run_pids, self.settings.run_cpus)
         env = SandboxEnv(self.factory, self.launcher, OsSpawner(), self.cgroups, limits)

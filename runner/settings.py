@@ -12,6 +12,7 @@ import socket
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import platformdirs
 
@@ -250,6 +251,14 @@ def _checked(settings: Settings) -> Settings:
             bound = f"at least {least:g}" if inclusive else f"more than {least:g}"
             extra = " (0: derived from this host)" if name in {"max_concurrent_runs", "pool_refill"} else ""
             raise SettingError(f"{_env(name)}={value!r} is not accepted: it must be {bound}{extra}")
+    if settings.database_url:
+        query = parse_qs(urlsplit(settings.database_url).query)
+        modes = query.get("sslmode", [])
+        if any(mode not in {"disable", "allow", "prefer"} for mode in modes):
+            raise SettingError(
+                f"WORKSHOP_DATABASE_URL asks for sslmode={modes[-1]}, which the runner does not do: it connects "
+                "without TLS (a unix socket, or a private network), so use ?host=<socket directory> or drop sslmode"
+            )
     if settings.clone_dir not in {"auto", "off", ""}:
         changes["clone_dir"] = str(Path(settings.clone_dir).expanduser())
     return replace(settings, **changes)

@@ -125,3 +125,12 @@ def test_the_cpu_quota_of_a_cgroup_is_read(tmp_path: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(capacity, "Path", fake_path)
     assert capacity.cpus_available() == min(1.5, len(os.sched_getaffinity(0)))
+
+
+@pytest.mark.parametrize("mode", ["require", "verify-full"])
+def test_a_database_url_asking_for_tls_is_refused_clearly(mode: str) -> None:
+    url = f"postgresql://postgres:pw@db.example:5432/postgres?sslmode={mode}"
+    with pytest.raises(SystemExit, match=f"WORKSHOP_DATABASE_URL asks for sslmode={mode}"):
+        Settings.from_env({"WORKSHOP_DATABASE_URL": url})
+    plain = "postgresql://postgres:pw@/postgres?host=/var/run/postgresql&sslmode=disable"
+    assert Settings.from_env({"WORKSHOP_DATABASE_URL": plain}).database_url == plain
