@@ -25,11 +25,14 @@ from starlette.staticfiles import StaticFiles
 
 from . import __version__, errors
 from .capacity import derive_slots
+from .headers import SecurityHeaders
+from .health import Part, assess, http_status
 from .metrics import CONTENT_TYPE, Metrics
 from .models import (
     ClientShare,
     ErrorBody,
     Health,
+    HealthCause,
     IsolationHealth,
     PoolHealth,
     PostgresHealth,
@@ -117,10 +120,12 @@ async def internal_error(request: Request, exc: Exception) -> Response:
 class RunResponse(StreamingResponse):
     """Streams a run's events; whatever happens to the connection, the run is closed."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, headers: Mapping[str, str] | None = None) -> None:
         self.run = run
         super().__init__(
-            self._lines(), media_type=NDJSON, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+            self._lines(),
+            media_type=NDJSON,
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no", **(headers or {})},
         )
 
     async def _lines(self) -> AsyncIterator[str]:
@@ -159,6 +164,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             await runtime.stop()
 
     async def create_run(request: Request) -> Response:
+        if runtime.draining:
+            metrics.unavailable("draining")
+            raise errors.Draining("this runner is restarting and admits no new run; retry shortly", retry_after=5)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != JSON:
             raise errors.UnsupportedMediaType("send the request as application/json")
@@ -183,20 +191,27 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if not runtime.server.process_alive():
             runtime.postgres_healthy = False  # a warm sandbox would not notice until it connects
         if not runtime.postgres_healthy or runtime.service is None:
+            metrics.unavailable(errors.PostgresUnavailable.code)
             raise errors.PostgresUnavailable("PostgreSQL is not available right now; retry shortly")
         try:
             run = await runtime.service.start(snippet, code, client)  # a full queue or share: errors.Refused, a 429
         except errors.PostgresUnavailable as error:
             log.warning("cannot prepare a sandbox, PostgreSQL is unavailable: %s", error)
             runtime.postgres_healthy = False  # the watchdog confirms, restarts if it can, and clears it
+            metrics.unavailable(error.code)
             raise
         except errors.ServiceUnavailable as error:
-            log.warning("cannot prepare a sandbox: %s", error)  # not PostgreSQL's doing: health stays as it is
+            log.warning("cannot prepare a sandbox: %s", error)  # not PostgreSQL's doing: PostgreSQL stays healthy
+            part: Part = "clone_space" if isinstance(error, errors.CloneSpaceFull) else "sandbox_start"
+            runtime.troubles.note(part, error.detail)
+            metrics.unavailable(error.code)
             raise
+        runtime.troubles.cleared()
+        headers = {"X-Run-Id": run.id}
         if NDJSON in request.headers.get("accept", ""):
-            return RunResponse(run)
+            return RunResponse(run, headers)
         try:
-            return json_response(await collect(run))
+            return json_response(await collect(run), headers=headers)
         finally:
             run.close()
 
@@ -207,9 +222,18 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def health(request: Request) -> Response:
         pool = runtime.pool
         service = runtime.service
-        ok = runtime.postgres_healthy and service is not None
+        state, causes = assess(
+            started=service is not None,
+            stopping=runtime.stopping,
+            draining=runtime.draining,
+            postgres_healthy=runtime.postgres_healthy,
+            pool_failures=pool.failures if pool else 0,
+            troubles=runtime.troubles,
+            missing_layers=runtime.missing_layers() if service is not None else [],
+        )
         body = Health(
-            status="ok" if ok else "degraded",
+            status=state,
+            causes=[HealthCause(part=c.part, detail=c.detail, blocking=c.blocking) for c in causes],
             version=__version__,
             postgres=PostgresHealth(kind=runtime.server.kind, healthy=runtime.postgres_healthy),
             pool=PoolHealth(
@@ -243,7 +267,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             editing=runtime.editing_enabled(settings),
             public=settings.public,
         )
-        return json_response(body, 200 if ok else 503)
+        return json_response(body, http_status(state, causes), {"Cache-Control": "no-store"})
 
     async def prometheus(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
@@ -271,12 +295,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     if settings.site_dir.is_dir():
         routes.append(Mount("/", StaticFiles(directory=settings.site_dir, html=True), name="site"))
     middleware = [
+        Middleware(SecurityHeaders, site=settings.site_dir),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=["content-type", "accept"],
-            expose_headers=["Retry-After"],
+            expose_headers=["Retry-After", "X-Run-Id"],
         ),
     ]
     app = Starlette(

@@ -8,6 +8,7 @@ of run slots follows the memory budget, bounded by PostgreSQL's connections.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,21 @@ def memory_available() -> int:
             if text.isdigit():
                 total = min(total, int(text))
     return total
+
+
+def cpus_available() -> float:
+    """CPUs this process may use: its affinity, or its cgroup's CPU quota when that is lower (a container)."""
+    cpus = float(len(os.sched_getaffinity(0)))
+    with contextlib.suppress(OSError, ValueError):  # cgroup v2: "max 100000" or "150000 100000"
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, int(quota) / int(period))
+    with contextlib.suppress(OSError, ValueError):  # cgroup v1: -1 when unlimited
+        quota_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        if quota_us > 0 and period_us > 0:
+            cpus = min(cpus, quota_us / period_us)
+    return cpus
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from typing import Any
 
+from .logs import configure as configure_logs
 from .settings import Settings
 
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "allow_weak_isolation", False):
         overrides["allow_weak_isolation"] = True
     settings = Settings.from_env(**overrides)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logs(settings.log_level, settings.log_format)
 
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
@@ -91,12 +91,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, host: str, port: int) -> int:
-    import uvicorn
-
     from .app import create_app
+    from .drain import serve
 
     app = create_app(settings)
-    uvicorn.run(
-        app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=5
-    )
+    serve(app, app.state.runtime, host, port, settings.log_level, settings.drain_seconds)
     return 0

@@ -7,6 +7,8 @@ whole tree in one place; anything else that escapes is a bug (a 500).
 
 from __future__ import annotations
 
+import errno
+
 
 class WorkshopError(Exception):
     """Base of every error the runner reports to a client."""
@@ -101,3 +103,29 @@ class CloneSpaceFull(ServiceUnavailable):
     """No room left for another run's database."""
 
     code = "clone_space_full"
+
+
+DISK_FULL_SQLSTATE = "53100"
+
+
+def as_clone_space_full(error: BaseException) -> CloneSpaceFull | None:
+    """The CloneSpaceFull a failure to make a run's database amounts to, if it is one.
+
+    PostgreSQL reports a full tablespace as SQLSTATE 53100 ("could not write ...: No
+    space left on device"); the runner's own writes as OSError ENOSPC. Either is a
+    503 the operator can act on (free the clone folder), never a 500.
+    """
+    if isinstance(error, CloneSpaceFull):
+        return error
+    full = getattr(error, "sqlstate", None) == DISK_FULL_SQLSTATE
+    full = full or (isinstance(error, OSError) and error.errno == errno.ENOSPC)
+    full = full or "No space left on device" in str(error)
+    if not full:
+        return None
+    return CloneSpaceFull(f"no room left for another run's database: {error}")
+
+
+class Draining(ServiceUnavailable):
+    """The runner is shutting down (SIGTERM): it finishes its runs and admits none (another replica may)."""
+
+    code = "draining"

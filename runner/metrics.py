@@ -25,6 +25,8 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 REFUSAL_REASONS = ("rate_limited", "client_queue_full", "run_time_budget", "busy")
+UNAVAILABLE_REASONS = ("database_unavailable", "sandbox_unavailable", "clone_space_full", "draining", "unavailable")
+"""The `error` codes of a 503 to `POST /api/runs`: runs that could not be prepared or admitted."""
 
 
 class RuntimeGauges(Collector):
@@ -33,13 +35,25 @@ class RuntimeGauges(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         pool, service = self.runtime.pool, self.runtime.service
+        missing = len(self.runtime.missing_layers()) if service is not None else 0
         values = {
             "workshop_pool_ready": ("Prepared sandboxes waiting to be taken.", pool.ready if pool else 0),
             "workshop_pool_busy": ("Sandboxes in use.", pool.busy if pool else 0),
             "workshop_queue_waiting": ("Runs waiting for a free slot.", service.waiting if service else 0),
             "workshop_runs_running": ("Runs executing now.", service.running if service else 0),
             "workshop_postgres_up": ("1 while PostgreSQL is reachable.", int(self.runtime.postgres_healthy)),
+            "workshop_draining": ("1 after SIGTERM, while runs finish.", int(self.runtime.draining)),
+            "workshop_isolation_missing": ("Isolation layers this host cannot provide.", missing),
+            "workshop_pool_failures": ("Sandbox preparations that failed in a row.", pool.failures if pool else 0),
         }
+        if self.runtime.connections is not None:
+            used, most = self.runtime.connections
+            values["workshop_postgres_connections"] = ("Client connections PostgreSQL holds now.", used)
+            values["workshop_postgres_max_connections"] = ("PostgreSQL's max_connections.", most)
+        space = self.runtime.clone_space()
+        if space is not None:
+            values["workshop_clone_space_free_bytes"] = ("Free bytes where run databases are cloned.", space[0])
+            values["workshop_clone_space_size_bytes"] = ("Size of the clone file system.", space[1])
         for name, (help_text, value) in values.items():
             yield GaugeMetricFamily(name, help_text, value=value)
 
@@ -55,6 +69,14 @@ class Metrics:
         )
         for reason in REFUSAL_REASONS:  # every reason is exported from the start, at 0
             self.refusals.labels(reason)
+        self.unavailable_runs = Counter(
+            "workshop_runs_unavailable",
+            "Runs answered 503 (not prepared or not admitted), by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in UNAVAILABLE_REASONS:
+            self.unavailable_runs.labels(reason)
         self.durations = Histogram(
             "workshop_run_duration_seconds",
             "Seconds per phase of a run.",
@@ -72,6 +94,9 @@ class Metrics:
 
     def refused(self, reason: str) -> None:
         self.refusals.labels(reason).inc()
+
+    def unavailable(self, reason: str) -> None:
+        self.unavailable_runs.labels(reason if reason in UNAVAILABLE_REASONS else "unavailable").inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -265,10 +265,24 @@ class IsolationHealth(Model):
     limits: RunLimits | None = None
 
 
-class Health(Model):
-    """The answer of /api/health: 200 when runs can be served, 503 (degraded) when PostgreSQL is not."""
+class HealthCause(Model):
+    """One part that keeps the runner from being fully ready."""
 
-    status: Literal["ok", "degraded"]
+    part: Literal["postgres", "sandbox_start", "clone_space", "isolation"]
+    detail: str
+    blocking: bool = Field(description="True when runs cannot be served until it is resolved (health is 503).")
+
+
+class Health(Model):
+    """The answer of /api/health: 200 while runs can be served here, 503 otherwise.
+
+    `starting` and `down` (stopping) are 503; `draining` (after SIGTERM, running runs finish) is 503;
+    `degraded` is 503 when a cause is blocking (PostgreSQL, sandbox start, clone space) and 200 when
+    only an isolation layer is missing; `ready` is 200.
+    """
+
+    status: Literal["starting", "ready", "draining", "degraded", "down"]
+    causes: list[HealthCause] = Field(default_factory=list, description="What to blame; empty when ready.")
     version: str
     postgres: PostgresHealth
     pool: PoolHealth

@@ -336,6 +336,14 @@ class EmbeddedCluster:
             # a handshake left unfinished holds a server slot: let it go quickly (see runner/gate.py)
             "authentication_timeout": "2s",
             "log_min_messages": "warning",
+            # the server's own log, rotated: one file per hour of the day (log/postgres-HH.log in the data
+            # folder), each emptied when its hour comes round again, so at most 24 files are kept
+            "logging_collector": "on",
+            "log_directory": "log",
+            "log_filename": "postgres-%H.log",
+            "log_rotation_age": "60",
+            "log_rotation_size": "0",
+            "log_truncate_on_rotation": "on",
             "log_line_prefix": "%m [%p] %q%u@%d ",
             # no background workers: parallel query workers are forked by the postmaster, outside the memory
             # group of the run that asked for them (runner/backend_memory.py)

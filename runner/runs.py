@@ -17,7 +17,7 @@ from typing import Any
 from .admission import Admission
 from .changes import DatabaseChanges, after_run
 from .databases import DatabaseFactory
-from .errors import PostgresUnavailable, SandboxFailed
+from .errors import PostgresUnavailable, SandboxFailed, as_clone_space_full
 from .models import (
     Duration,
     FinishedEvent,
@@ -154,9 +154,14 @@ class RunService:
         except (PostgresUnavailable, SandboxFailed):
             self.admission.release(client, 0.0)
             raise
-        except OSError as error:
+        except Exception as error:
             self.admission.release(client, 0.0)
-            raise SandboxFailed(f"cannot prepare a sandbox: {error}") from error
+            full = as_clone_space_full(error)  # a full clone folder is a 503 of its own, never a 500
+            if full is not None and full is not error:
+                raise full from error
+            if isinstance(error, OSError):
+                raise SandboxFailed(f"cannot prepare a sandbox: {error}") from error
+            raise
         except BaseException:
             self.admission.release(client, 0.0)
             raise

@@ -20,6 +20,7 @@ from .cgroups import CgroupDriver, CgroupLimits, open_driver
 from .clone_space import CloneSpace
 from .database_guard import DatabaseGuard
 from .databases import DatabaseFactory
+from .health import Troubles
 from .isolation import Launcher, PlainLauncher, choose_launcher
 from .pool import SandboxPool
 from .postgres import EmbeddedCluster, ExternalServer, PostgresServer, service_owner
@@ -72,6 +73,15 @@ class Runtime:
         self.postgres_healthy = False
         self.template = ""
         self.started_seconds: float | None = None
+        self.draining = False
+        """Set on SIGTERM: health answers 503 `draining` and no run is admitted."""
+        self.stopping = False
+        self.troubles = Troubles()
+        self.clone_location: Path | None = None
+        """Where run databases are cloned (a tablespace folder), when not beside the template."""
+        self.connections: tuple[int, int] | None = None
+        """PostgreSQL's client connections and max_connections, read by the watchdog each second."""
+        """Recent failures to prepare a run (sandbox start, clone space), for health."""
         self._watchdog: asyncio.Task[None] | None = None
 
     @property
@@ -109,6 +119,7 @@ class Runtime:
         )
         await self.factory.open()
         await self.factory.drop_orphans()
+        self.connections = await self._count_connections(self.factory)
         await self._use_fast_clone_dir()
         self.backend_memory, self.backend_memory_problem = await BackendMemory.open(
             self.cgroups, self.server, self.template
@@ -136,6 +147,7 @@ class Runtime:
         except (OSError, asyncpg.PostgresError) as error:
             log.warning("run databases stay beside the template (no tablespace in %s): %s", base, error)
             return
+        self.clone_location = location
         log.info(
             "run databases are cloned into %s (%d MiB%s, then onto disk)",
             location,
@@ -158,9 +170,7 @@ class Runtime:
         return not (settings.public and self.missing_layers())
 
     def _open_cgroups(self) -> None:
-        mode = self.settings.cgroups
-        if mode not in {"auto", "required", "off"}:
-            raise SystemExit(f"WORKSHOP_CGROUPS must be auto, required or off, not {mode!r}")
+        mode = self.settings.cgroups  # one of auto, required, off (checked by Settings)
         if mode == "off":
             self.cgroups_problem = "turned off (WORKSHOP_CGROUPS=off)"
             return
@@ -176,8 +186,6 @@ class Runtime:
 
     def _choose_launcher(self) -> Launcher:
         mode = self.settings.sandbox
-        if mode not in {"auto", "bubblewrap", "plain"}:
-            raise SystemExit(f"WORKSHOP_SANDBOX must be auto, bubblewrap or plain, not {mode!r}")
         launcher = choose_launcher(want_bubblewrap=mode != "plain", want_seccomp=self.settings.seccomp)
         if mode == "bubblewrap" and launcher.name != "bubblewrap":
             raise SystemExit("WORKSHOP_SANDBOX=bubblewrap but bubblewrap does not work here (see the log)")
@@ -191,7 +199,50 @@ class Runtime:
             )
         return launcher
 
+    async def drain(self, grace: float) -> bool:
+        """Admit no more runs and wait up to `grace` seconds for those in progress; True if they all ended."""
+        self.draining = True
+        service = self.service
+        if service is None:
+            return True
+        idle = asyncio.Event()
+
+        def check(_run: object = None) -> None:
+            if service.running == 0 and service.waiting == 0:
+                idle.set()
+
+        service.on_finish.append(check)
+        check()
+        try:
+            await asyncio.wait_for(idle.wait(), grace)
+        except TimeoutError:
+            return False
+        finally:
+            service.on_finish.remove(check)
+        return True
+
+    def clone_space(self) -> tuple[int, int] | None:
+        """Free and total bytes where run databases are cloned (the embedded cluster's folder by default)."""
+        if not isinstance(self.server, EmbeddedCluster):
+            return None
+        try:
+            usage = shutil.disk_usage(self.clone_location or self.settings.cache_dir)
+        except OSError:
+            return None
+        return usage.free, usage.total
+
+    @staticmethod
+    async def _count_connections(factory: DatabaseFactory) -> tuple[int, int]:
+        async with factory.admin_connection() as conn:
+            row = await conn.fetchrow(
+                "SELECT count(*) FILTER (WHERE backend_type = 'client backend') AS used,"
+                " current_setting('max_connections')::int AS most FROM pg_stat_activity"
+            )
+        assert row is not None
+        return int(row["used"]), int(row["most"])
+
     async def stop(self) -> None:
+        self.stopping = True
         if self._watchdog:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -237,6 +288,8 @@ class Runtime:
                         self.pool.discard_ready()
                 if healthy and self.factory and self.factory.undropped:
                     await self.factory.retry_drops()
+                if healthy and self.factory:
+                    self.connections = await self._count_connections(self.factory)
                 self.postgres_healthy = healthy
             except asyncio.CancelledError:
                 raise

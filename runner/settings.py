@@ -6,16 +6,18 @@ configuration reference in the docs is checked against this list.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import platformdirs
 
 from .admission import Share
-from .capacity import derive_slots
+from .capacity import cpus_available, derive_slots
 from .lesson import REPO_ROOT as REPO_ROOT  # re-exported: settings is where the rest of the runner looks
 
 CODE_DIR = REPO_ROOT / "code"
@@ -23,6 +25,10 @@ CODE_DIR = REPO_ROOT / "code"
 
 def _setting(env: str, default: Any, doc: str) -> Any:
     return field(default=default, metadata={"env": env, "doc": doc})
+
+
+class SettingError(SystemExit):
+    """A setting the runner cannot start with: the message names the variable and what it accepts."""
 
 
 @dataclass(frozen=True)
@@ -133,8 +139,9 @@ class Settings:
     )
     pool_refill: int = _setting(
         "WORKSHOP_POOL_REFILL",
-        1,
-        "Sandboxes prepared at the same time when refilling the pool (more refill faster, but take CPU from runs).",
+        0,
+        "Sandboxes prepared at the same time when refilling the pool (more refill faster, but take CPU from runs). "
+        "0: half the CPUs available to the runner (its container's CPU limit counts), at least 1.",
     )
     clone_dir: str = _setting(
         "WORKSHOP_CLONE_DIR",
@@ -171,7 +178,22 @@ class Settings:
         "Name of this runner replica; its run databases carry a prefix derived from it, so a "
         "restart cleans up its own orphans and never another replica's.",
     )
-    log_level: str = _setting("WORKSHOP_LOG_LEVEL", "INFO", "Python logging level of the runner's log.")
+    log_level: str = _setting(
+        "WORKSHOP_LOG_LEVEL",
+        "INFO",
+        "Python logging level of the runner's log: DEBUG, INFO, WARNING, ERROR or CRITICAL (any case).",
+    )
+    log_format: str = _setting(
+        "WORKSHOP_LOG_FORMAT",
+        "text",
+        "`text` (one line per record) or `json` (one JSON object per line, for log shippers).",
+    )
+    drain_seconds: float = _setting(
+        "WORKSHOP_DRAIN_SECONDS",
+        30.0,
+        "On SIGTERM: seconds the runner waits for running runs to finish (health 503 `draining`, no new runs) "
+        "before it stops. Give the orchestrator's grace period at least this plus 10 s.",
+    )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -184,9 +206,11 @@ class Settings:
                 continue
             values[f.name] = _parse(f.name, raw, f.default)
         values.update(overrides)
-        settings = cls(**values)
-        if settings.max_concurrent_runs <= 0:
+        settings = _checked(cls(**values))
+        if settings.max_concurrent_runs == 0:
             settings = replace(settings, max_concurrent_runs=derive_slots(settings.run_memory).slots)
+        if settings.pool_refill == 0:
+            settings = replace(settings, pool_refill=max(1, int(cpus_available()) // 2))
         return settings
 
     def share(self) -> Share:
@@ -194,6 +218,70 @@ class Settings:
         per_client = self.client_runs if self.client_runs is not None else (1 if self.public else 1 << 20)
         budget = self.client_run_seconds if self.client_run_seconds is not None else (60.0 if self.public else 0.0)
         return Share(per_client=max(1, per_client), client_queue=self.client_queue, run_seconds_per_minute=budget)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "sandbox": ("auto", "bubblewrap", "plain"),
+    "cgroups": ("auto", "required", "off"),
+    "log_format": ("text", "json"),
+    "log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+}
+"""Settings that take one of a few words (compared without regard to case)."""
+
+MINIMUMS: dict[str, tuple[float, bool]] = {
+    "run_timeout": (0, False),
+    "output_limit": (0, False),
+    "max_body": (0, False),
+    "run_memory": (0, False),
+    "run_pids": (0, False),
+    "run_cpus": (0, False),
+    "rate_limit": (0, True),
+    "max_concurrent_runs": (0, True),
+    "client_runs": (1, True),
+    "client_queue": (0, True),
+    "client_run_seconds": (0, True),
+    "max_queue": (0, True),
+    "pool_size": (0, True),
+    "pool_refill": (0, True),
+    "drain_seconds": (0, True),
+}
+"""The least each number may be, and whether that least value itself is allowed."""
+
+
+def _env(name: str) -> str:
+    return str(next(f.metadata["env"] for f in fields(Settings) if f.name == name))
+
+
+def _checked(settings: Settings) -> Settings:
+    """The settings with words normalised, or a SettingError naming the variable and what it accepts."""
+    changes: dict[str, Any] = {}
+    for name, allowed in CHOICES.items():
+        value = str(getattr(settings, name))
+        match = next((word for word in allowed if word.lower() == value.lower()), None)
+        if match is None:
+            raise SettingError(f"{_env(name)}={value!r} is not accepted: use one of {', '.join(allowed)}")
+        changes[name] = match
+    for name, (least, inclusive) in MINIMUMS.items():
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if not math.isfinite(value):
+            raise SettingError(f"{_env(name)}={value!r} is not accepted: it must be a finite number")
+        if value < least or (value == least and not inclusive):
+            bound = f"at least {least:g}" if inclusive else f"more than {least:g}"
+            extra = " (0: derived from this host)" if name in {"max_concurrent_runs", "pool_refill"} else ""
+            raise SettingError(f"{_env(name)}={value!r} is not accepted: it must be {bound}{extra}")
+    if settings.database_url:
+        query = parse_qs(urlsplit(settings.database_url).query)
+        modes = query.get("sslmode", [])
+        if any(mode not in {"disable", "allow", "prefer"} for mode in modes):
+            raise SettingError(
+                f"WORKSHOP_DATABASE_URL asks for sslmode={modes[-1]}, which the runner does not do: it connects "
+                "without TLS (a unix socket, or a private network), so use ?host=<socket directory> or drop sslmode"
+            )
+    if settings.clone_dir not in {"auto", "off", ""}:
+        changes["clone_dir"] = str(Path(settings.clone_dir).expanduser())
+    return replace(settings, **changes)
 
 
 NUMBERS_OR_UNSET: dict[str, type] = {"client_runs": int, "client_run_seconds": float}
@@ -220,7 +308,13 @@ def _parse(name: str, raw: str, default: Any) -> Any:
             return tuple(part.strip() for part in raw.split(",") if part.strip())
         return raw
     except ValueError:
-        raise SystemExit(f"invalid value for setting {name}: {raw!r}") from None
+        env = _env(name)
+        kind = "a whole number" if isinstance(default, int) and not isinstance(default, bool) else "a number"
+        if isinstance(default, bool) or name == "allow_edits":
+            kind = "1/true/yes/on or 0/false/no/off"
+        elif name in NUMBERS_OR_UNSET:
+            kind = "a whole number" if NUMBERS_OR_UNSET[name] is int else "a number"
+        raise SettingError(f"{env}={raw!r} is not accepted: it must be {kind}") from None
 
 
 def documented_settings() -> list[tuple[str, str, Any, str]]:

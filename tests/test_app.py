@@ -86,7 +86,8 @@ def test_snippets_lists_every_sample_with_its_hash(live_runner: LiveRunner) -> N
 
 def test_health_reports_postgres_pool_and_isolation(live_runner: LiveRunner) -> None:
     health = httpx.get(f"{live_runner.url}/api/health").json()
-    assert health["status"] == "ok"
+    assert health["status"] in {"ready", "degraded"}
+    assert all(not cause["blocking"] for cause in health["causes"]), health["causes"]
     assert health["postgres"] == {"kind": "embedded", "healthy": True}
     assert {"ready", "busy", "size"} <= set(health["pool"])
     assert health["isolation"]["layers"]
@@ -191,7 +192,7 @@ def test_postgres_down_gets_503_and_the_runner_recovers(live_runner: LiveRunner)
     assert response.headers["retry-after"]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if httpx.get(f"{live_runner.url}/api/health").json()["status"] == "ok":
+        if httpx.get(f"{live_runner.url}/api/health").status_code == 200:
             break
         time.sleep(0.2)
     assert live_runner.run(SNIPPET).json()["status"] == "ok"

@@ -236,7 +236,7 @@ async def test_health_and_snippets_of_an_unstarted_runner_follow_their_models(tm
         wrong = await client.delete("/api/health")
     assert health.status_code == 503
     described = Health.model_validate_json(health.content)
-    assert described.status == "degraded" and described.postgres.healthy is False
+    assert described.status == "starting" and described.postgres.healthy is False
     listing = SnippetList.model_validate_json(snippets.content)
     assert {s.id for s in listing.snippets} == set(runtime.snippets)
     assert_envelope(missing, 404, "not_found")

@@ -120,6 +120,16 @@ def browser() -> Iterator[object]:
         instance.close()
 
 
+CSP_LISTENER = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', e => {
+  const where = `${e.sourceFile}:${e.lineNumber}`;
+  window.__cspViolations.push(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${where}`);
+});
+"""
+"""Records every Content-Security-Policy violation of a page: the site must work under the runner's CSP."""
+
+
 class Offline:
     """Requests that tried to leave this machine (they are aborted)."""
 
@@ -153,10 +163,18 @@ def page(browser: object, offline: Offline, request: pytest.FixtureRequest) -> I
             route.abort()
 
     context.route("**/*", gate)
+    context.add_init_script(CSP_LISTENER)
     expect.set_options(timeout=30_000)
     page = context.new_page()
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
     yield page
-    context.close()
+    try:
+        if not page.is_closed():
+            refused += page.evaluate("() => window.__cspViolations || []")
+    finally:
+        context.close()
+    assert refused == [], f"the page broke its Content-Security-Policy: {refused}"
 
 
 @pytest.fixture(scope="package")

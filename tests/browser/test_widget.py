@@ -355,7 +355,7 @@ def run_axe(page: Page) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_axe_finds_nothing_in_either_palette(browser: Any, runner_url: str, artifacts: Path, scheme: str) -> None:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=scheme, bypass_csp=True)
     try:
         page = context.new_page()
         page.goto(runner_url + CHAPTER)
@@ -386,7 +386,9 @@ def test_axe_finds_nothing_in_either_palette(browser: Any, runner_url: str, arti
 
 
 def test_a_phone(browser: Any, runner_url: str, artifacts: Path) -> None:
-    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="light", has_touch=True)
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, color_scheme="light", has_touch=True, bypass_csp=True
+    )
     try:
         page = context.new_page()
         page.goto(runner_url + CHAPTER)

@@ -48,7 +48,7 @@ def test_several_processes_share_one_memory_limit(live_runner: LiveRunner) -> No
     assert resources is not None and resources["memory_peak_bytes"] <= live_runner.runtime.settings.run_memory
     assert psutil.virtual_memory().used - before < 2 * limit_mib * MIB
     assert survivors(marker) == []
-    assert httpx.get(f"{live_runner.url}/api/health").json()["status"] == "ok"
+    assert httpx.get(f"{live_runner.url}/api/health").status_code == 200  # no blocking cause
     assert_next_run_is_pristine(live_runner)
 
 
