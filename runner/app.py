@@ -7,6 +7,7 @@ Bad input is a 4xx; a 500 would mean a bug in the runner, never in the request.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
@@ -30,6 +31,8 @@ from .health import Part, assess, http_status
 from .metrics import CONTENT_TYPE, Metrics
 from .models import (
     ClientShare,
+    CloneSpaceHealth,
+    DatabaseBounds,
     ErrorBody,
     Health,
     HealthCause,
@@ -219,6 +222,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         listing = SnippetList(snippets=[SnippetInfo.model_validate(s.describe()) for s in runtime.snippets.values()])
         return json_response(listing)
 
+    def database_bounds() -> DatabaseBounds:
+        usage = runtime.factory.clone_space_usage() if runtime.factory else None
+        return DatabaseBounds(
+            size_limit_bytes=settings.db_size_limit,
+            memory_limit_bytes=settings.db_memory_limit,
+            backend_memory=runtime.backend_memory.version if runtime.backend_memory else None,
+            backend_memory_missing=None if runtime.backend_memory else runtime.backend_memory_problem,
+            clone_space=CloneSpaceHealth(**dataclasses.asdict(usage)) if usage else None,
+        )
+
     async def health(request: Request) -> Response:
         pool = runtime.pool
         service = runtime.service
@@ -263,6 +276,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                     output_bytes=settings.output_limit,
                     seconds=settings.run_timeout,
                 ),
+                database=database_bounds(),
             ),
             editing=runtime.editing_enabled(settings),
             public=settings.public,

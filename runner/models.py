@@ -253,6 +253,28 @@ class RunLimits(Model):
     seconds: float
 
 
+class CloneSpaceHealth(Model):
+    """The RAM-backed folder of run databases (bytes)."""
+
+    location: str
+    ceiling: int
+    enforced: bool = Field(description="A tmpfs of exactly `ceiling` bytes is mounted there.")
+    reserved: int
+    used: int
+    databases: int
+    on_disk: int = Field(description="Run databases cloned onto disk for want of room.")
+
+
+class DatabaseBounds(Model):
+    """What a run may spend inside PostgreSQL."""
+
+    size_limit_bytes: int
+    memory_limit_bytes: int
+    backend_memory: str | None = Field(description="The cgroup version of the backends' groups, or null.")
+    backend_memory_missing: str | None = Field(description="Why backends have no memory group, if they have none.")
+    clone_space: CloneSpaceHealth | None
+
+
 class IsolationHealth(Model):
     """The launcher and the layers in force; further keys describe limits as the runner learns them."""
 
@@ -263,6 +285,7 @@ class IsolationHealth(Model):
     missing: list[str] = Field(description="Layers this host cannot provide.")
     cgroups: str | None = Field(default=None, description="The cgroup version runs are limited with, if any.")
     limits: RunLimits | None = None
+    database: DatabaseBounds | None = None
 
 
 class HealthCause(Model):
