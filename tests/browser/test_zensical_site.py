@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 from runner import lessons
 
 from ..conftest import TEST_CACHE
-from .conftest import REPO, free_port, stop, wait_for
+from .conftest import REPO, free_port, stop_process, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def zensical_runner(zensical_site: Path, tmp_path_factory: pytest.TempPathFactor
         wait_for(f"{base}/api/health", proc, log, timeout=240)
         yield base
     finally:
-        stop(proc)
+        stop_process(proc)
 
 
 def test_the_widget_loads_on_every_sample_and_runs_one(page: Page, zensical_runner: str) -> None:
