@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import select
@@ -65,7 +64,7 @@ from typing import Protocol
 import asyncpg
 import psutil
 
-from .cgroups import CgroupDriver, V1Driver, V2Driver
+from .cgroups import CgroupDriver, V1Driver, V2Driver, remove_group_folder
 from .postgres import BACKEND_CGROUPS_FILE, EmbeddedCluster, PostgresServer, service_owner
 
 log = logging.getLogger("runner.backend_memory")
@@ -162,18 +161,7 @@ def _move_all(pids: list[int], destination: Path) -> None:
 
 
 def _rmdir(folder: Path) -> bool:
-    deadline = time.monotonic() + 1
-    while True:
-        try:
-            folder.rmdir()
-            return True
-        except FileNotFoundError:
-            return True
-        except OSError as error:
-            if error.errno != errno.EBUSY or time.monotonic() > deadline:
-                log.warning("cannot remove %s: %s", folder, error)
-                return False
-            os.sched_yield()
+    return remove_group_folder(folder, timeout=1.0)
 
 
 def _terminate(pids: list[int]) -> None:

@@ -119,9 +119,9 @@ def _kill_until_empty(folders: list[Path]) -> None:
     log.warning("processes still appearing in %s after 100 kill passes", folders[0])
 
 
-def _rmdir(folder: Path) -> bool:
+def remove_group_folder(folder: Path, timeout: float = 2.0) -> bool:
     """Remove an emptied group; its last members may take a moment to be reaped."""
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + timeout
     while True:
         try:
             folder.rmdir()
@@ -164,7 +164,7 @@ class V2Group:
 
     def remove(self) -> bool:
         self.kill()
-        return _rmdir(self.folder)
+        return remove_group_folder(self.folder)
 
 
 class V2Driver:
@@ -207,7 +207,7 @@ class V2Driver:
             _write(folder / "pids.max", str(limits.pids))
             _write(folder / "cpu.max", f"{round(limits.cpu * CPU_PERIOD_US)} {CPU_PERIOD_US}")
         except BaseException:
-            _rmdir(folder)
+            remove_group_folder(folder)
             raise
         return V2Group(folder)
 
@@ -215,7 +215,7 @@ class V2Driver:
         for child in list(self.base.iterdir()) if self.base.is_dir() else []:
             if child.is_dir():
                 V2Group(child).remove()
-        _rmdir(self.base)
+        remove_group_folder(self.base)
 
 
 # -- v1 ------------------------------------------------------------------------------------------
@@ -246,7 +246,7 @@ class V1Group:
 
     def remove(self) -> bool:
         self.kill()
-        return all([_rmdir(folder) for folder in set(self.folders.values())])
+        return all([remove_group_folder(folder) for folder in set(self.folders.values())])
 
 
 class V1Driver:
@@ -291,7 +291,7 @@ class V1Driver:
             _write(folders["cpu"] / "cpu.cfs_quota_us", str(round(limits.cpu * CPU_PERIOD_US)))
         except BaseException:
             for folder in set(folders.values()):
-                _rmdir(folder)
+                remove_group_folder(folder)
             raise
         return V1Group(name, folders)
 
@@ -302,7 +302,7 @@ class V1Driver:
         for name in names:
             V1Group(name, {c: b / name for c, b in self.bases.items() if (b / name).is_dir()}).remove()
         for base in set(self.bases.values()):
-            _rmdir(base)
+            remove_group_folder(base)
 
 
 # -- detection -----------------------------------------------------------------------------------

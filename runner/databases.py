@@ -10,6 +10,7 @@ which the factory measures, in RAM or on disk (runner/clone_space.py).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -26,9 +27,19 @@ from .clone_space import OVERSHOOT_MARGIN, CloneSpace, CloneSpaceUsage
 from .db_quota import FolderProbe, SizeProbe, SqlProbe
 from .errors import PostgresUnavailable
 from .postgres import ServerAddress
+from .shielding import finish_uncancelled
 from .template import SANDBOX_OWNER
 
 log = logging.getLogger("runner.databases")
+
+UNREACHABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+"""What a lost connection to the server looks like: each becomes PostgresUnavailable."""
 
 ROLE_CONNECTION_LIMIT = 16
 ROLE_DEFAULTS = {
@@ -119,17 +130,25 @@ class DatabaseFactory:
         try:
             async with self._pool.acquire() as conn:
                 await conn.execute(sql)
-        except (
-            OSError,
-            asyncpg.PostgresConnectionError,
-            asyncpg.InterfaceError,
-            asyncpg.exceptions.CannotConnectNowError,
-            asyncpg.exceptions.AdminShutdownError,
-        ) as error:
+        except UNREACHABLE as error:
             raise PostgresUnavailable(f"PostgreSQL is unreachable: {error}") from error
 
     async def create(self) -> RunDatabase:
+        """A new run database and role; a cancelled caller never leaves one behind.
+
+        The statements are not cut short by a cancellation (the server might finish a
+        CREATE DATABASE after a DROP sent meanwhile): they run to their end, then what
+        they made is dropped.
+        """
         name = self.prefix + secrets.token_hex(6)
+        try:
+            return await finish_uncancelled(self._create(name))
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await finish_uncancelled(self.drop(name))  # on failure the name stays in `undropped`
+            raise
+
+    async def _create(self, name: str) -> RunDatabase:
         password = secrets.token_urlsafe(18)
         defaults = "".join(f"ALTER ROLE {name} SET {key} = '{value}';" for key, value in ROLE_DEFAULTS.items())
         in_memory = self._reserve(name)
@@ -196,13 +215,7 @@ class DatabaseFactory:
             async with self._pool.acquire() as conn:
                 value = await conn.fetchval(sql, *args)
                 return int(value) if value is not None else 0
-        except (
-            OSError,
-            asyncpg.PostgresConnectionError,
-            asyncpg.InterfaceError,
-            asyncpg.exceptions.CannotConnectNowError,
-            asyncpg.exceptions.AdminShutdownError,
-        ) as error:
+        except UNREACHABLE as error:
             raise PostgresUnavailable(f"PostgreSQL is unreachable: {error}") from error
 
     async def drop(self, name: str) -> None:

@@ -39,6 +39,7 @@ from .isolation import Launcher, Limits
 from .models import ChildReady, ChildRunning, RunEvent, Status, Stream, child_event_adapter
 from .postgres import ServerAddress
 from .process import ChildProcess, Spawner
+from .shielding import finish_uncancelled
 
 log = logging.getLogger("runner.sandbox")
 
@@ -94,23 +95,6 @@ class Job:
     timeout: float
     output_limit: int
     limits: Limits = field(default_factory=Limits)
-
-
-async def finish_uncancelled(work: Awaitable[T]) -> T:
-    """Await `work` to the end even if cancelled meanwhile (clean-up must not be cut short)."""
-    task = asyncio.ensure_future(work)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -60,17 +60,25 @@ def _factory(live_runner: LiveRunner) -> DatabaseFactory:
     return factory
 
 
-def _log_from(live_runner: LiveRunner) -> tuple[Path, int]:
+def _log_files(live_runner: LiveRunner) -> list[Path]:
+    """The server's own log (its start) and the collector's hourly files, where backends write."""
     server = live_runner.runtime.server
     assert isinstance(server, EmbeddedCluster)
-    return server.log_path, server.log_path.stat().st_size
+    return [server.log_path, *sorted((server.data_dir / "log").glob("*.log"))]
 
 
-def _log_since(mark: tuple[Path, int]) -> str:
-    path, offset = mark
-    with open(path, errors="replace") as log:
-        log.seek(offset)
-        return log.read()
+def _log_from(live_runner: LiveRunner) -> tuple[LiveRunner, dict[Path, int]]:
+    return live_runner, {path: path.stat().st_size for path in _log_files(live_runner)}
+
+
+def _log_since(mark: tuple[LiveRunner, dict[Path, int]]) -> str:
+    live_runner, sizes = mark
+    text = []
+    for path in _log_files(live_runner):  # a new hour starts a new file: read it from its beginning
+        with open(path, errors="replace") as log:
+            log.seek(sizes.get(path, 0))
+            text.append(log.read())
+    return "".join(text)
 
 
 def _assert_no_crash(log: str) -> None:
