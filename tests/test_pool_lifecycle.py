@@ -8,6 +8,8 @@ from pathlib import Path
 
 import psutil
 
+from runner.cgroups import CgroupDriver, CgroupLimits, RunCgroup
+from runner.databases import DatabaseFactory, RunDatabase
 from runner.isolation import Launcher
 from runner.pool import SandboxPool
 from runner.process import OsChild, OsSpawner
@@ -29,23 +31,57 @@ class NoticingSpawner(OsSpawner):
         return child
 
 
+class RecordingDatabases:
+    """The real factory, remembering the databases made through it (the live pool makes its own meanwhile)."""
+
+    def __init__(self, factory: DatabaseFactory) -> None:
+        self.factory = factory
+        self.admin = factory.admin
+        self.names: list[str] = []
+
+    async def create(self) -> RunDatabase:
+        database = await self.factory.create()
+        self.names.append(database.name)
+        return database
+
+    async def drop(self, name: str) -> None:
+        await self.factory.drop(name)
+
+
+class RecordingCgroups:
+    """The real cgroup driver, remembering the groups made through it."""
+
+    def __init__(self, driver: CgroupDriver) -> None:
+        self.driver = driver
+        self.version, self.where = driver.version, driver.where
+        self.names: list[str] = []
+
+    def create(self, name: str, limits: CgroupLimits) -> RunCgroup:
+        self.names.append(name)
+        return self.driver.create(name, limits)
+
+    def close(self) -> None:
+        raise AssertionError("the runtime owns the driver")
+
+
 def test_closing_the_pool_while_a_sandbox_starts_leaves_no_process_group_or_database(live_runner: LiveRunner) -> None:
     runtime = live_runner.runtime
     assert runtime.pool is not None and runtime.factory is not None
     spawner = NoticingSpawner()
-    env = dataclasses.replace(runtime.pool.env, spawner=spawner)
+    databases = RecordingDatabases(runtime.factory)
+    assert runtime.cgroups is not None, "this machine is expected to have per-run cgroups"
+    cgroups = RecordingCgroups(runtime.cgroups)
+    env = dataclasses.replace(runtime.pool.env, spawner=spawner, databases=databases, cgroups=cgroups)
 
     async def scenario() -> tuple[set[str], list[str]]:
         assert runtime.factory is not None
-        before = set(await runtime.factory.leftovers())
         pool = SandboxPool(env, size=2, refill_concurrency=2)
         pool.fill()
         await spawner.spawned.wait()  # a child exists and is warming up: close now
         await pool.close()
-        after = set(await runtime.factory.leftovers())
-        return after - before, [str(p) for p in _run_groups(runtime.cgroups.where if runtime.cgroups else "")]
+        left = set(await runtime.factory.leftovers()) & set(databases.names)
+        return left, [str(p) for p in _run_groups(cgroups.where) if p.name in cgroups.names]
 
-    groups_before = set(_run_groups(runtime.cgroups.where if runtime.cgroups else ""))
     new_databases, groups = live_runner.call(scenario())
     assert spawner.children, "no child was started"
     for child in spawner.children:
@@ -53,7 +89,8 @@ def test_closing_the_pool_while_a_sandbox_starts_leaves_no_process_group_or_data
         assert not psutil.pid_exists(child.pid) or psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE
         assert child.gate.fileno() == -1, "the gate socket is still open"
     assert new_databases == set(), f"databases left behind: {new_databases}"
-    assert set(groups) <= {str(g) for g in groups_before}, f"cgroups left behind: {set(groups)}"
+    assert cgroups.names, "no cgroup was made"
+    assert groups == [], f"cgroups left behind: {groups}"
 
 
 def _run_groups(where: str) -> list[Path]:
