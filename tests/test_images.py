@@ -250,7 +250,7 @@ def runner_alone(delegated_cgroup: Callable[[str], list[str]], start: Callable[.
 
 def test_the_runner_alone_is_healthy_with_every_isolation_layer(runner_alone: Runner) -> None:
     state = runner_alone.health
-    assert state["status"] == "ok", state
+    assert state["status"] == "ready", state
     assert state["postgres"] == {"kind": "embedded", "healthy": True}
     assert state["public"] is True and state["editing"] is True
     assert_full_isolation(state)
@@ -498,7 +498,7 @@ def compose_stack(engine: Any, delegated_cgroup: Callable[[str], list[str]]) -> 
 
 def test_compose_serves_public_mode_with_every_isolation_layer(compose_stack: ComposeStack) -> None:
     state = compose_stack.health
-    assert state["status"] == "ok", state
+    assert state["status"] == "ready", state
     assert state["postgres"] == {"kind": "external", "healthy": True}
     assert state["public"] is True and state["editing"] is True  # every layer in force: public mode takes edits
     assert_full_isolation(state)
