@@ -42,12 +42,17 @@ class PoolState:
 
 
 class SandboxPool:
-    def __init__(self, env: SandboxEnv, size: int = 0, refill_concurrency: int = 1) -> None:
+    def __init__(
+        self, env: SandboxEnv, size: int = 0, refill_concurrency: int = 1, prepare_concurrency: int = 2
+    ) -> None:
         self.env = env
         self.size = size
         self._ready: list[Sandbox] = []
         self._preparing = 0
         self._refill_slots = asyncio.Semaphore(max(1, refill_concurrency))
+        self._prepare_slots = asyncio.Semaphore(max(1, prepare_concurrency))
+        """Preparations for callers at once: a burst is prepared a few at a time, first come first served,
+        instead of every interpreter start slowing every other down on a few cores."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._leaving: set[Sandbox] = set()
         """Sandboxes handed back or discarded and not yet destroyed: close() destroys any a task never got to."""
@@ -79,7 +84,8 @@ class SandboxPool:
             sandbox = self._ready.pop(0)  # the refill waits for release(): it would compete with this run
         else:
             self._refill()
-            sandbox = await Sandbox.prepare(self.env)
+            async with self._prepare_slots:
+                sandbox = await Sandbox.prepare(self.env)
         self.busy += 1
         return sandbox
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import asyncpg
 
 from .backend_memory import BackendMemory
+from .capacity import cpus_available
 from .cgroups import CgroupDriver, CgroupLimits, open_driver
 from .clone_space import CloneSpace
 from .database_guard import DatabaseGuard
@@ -131,7 +132,12 @@ class Runtime:
         )
         limits = CgroupLimits(self.settings.run_memory, self.settings.run_pids, self.settings.run_cpus)
         env = SandboxEnv(self.factory, self.launcher, OsSpawner(), self.cgroups, limits, guard)
-        self.pool = SandboxPool(env, size=self.settings.pool_size, refill_concurrency=self.settings.pool_refill)
+        self.pool = SandboxPool(
+            env,
+            size=self.settings.pool_size,
+            refill_concurrency=self.settings.pool_refill,
+            prepare_concurrency=max(1, round(cpus_available())),
+        )
         self.pool.fill()
         self.service = RunService(self.settings, self.pool)
         self._watchdog = asyncio.create_task(self._watch())

@@ -119,8 +119,11 @@ class Settings:
         None,
         "Runs one client (address) may have executing at once. Unset: 1 in public mode, no limit otherwise.",
     )
-    client_queue: int = _setting(
-        "WORKSHOP_CLIENT_QUEUE", 3, "Runs one client may have waiting for a slot; beyond it 429 `client_queue_full`."
+    client_queue: int | None = _setting(
+        "WORKSHOP_CLIENT_QUEUE",
+        None,
+        "Runs one client may have waiting for a slot; beyond it 429 `client_queue_full`. Unset: 3 in public mode, "
+        "no limit of its own otherwise (the runner's queue still applies).",
     )
     client_run_seconds: float | None = _setting(
         "WORKSHOP_CLIENT_RUN_SECONDS",
@@ -217,7 +220,8 @@ class Settings:
         """What one client may take of the runner."""
         per_client = self.client_runs if self.client_runs is not None else (1 if self.public else 1 << 20)
         budget = self.client_run_seconds if self.client_run_seconds is not None else (60.0 if self.public else 0.0)
-        return Share(per_client=max(1, per_client), client_queue=self.client_queue, run_seconds_per_minute=budget)
+        queue = self.client_queue if self.client_queue is not None else (3 if self.public else 1 << 20)
+        return Share(per_client=max(1, per_client), client_queue=queue, run_seconds_per_minute=budget)
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -284,7 +288,7 @@ def _checked(settings: Settings) -> Settings:
     return replace(settings, **changes)
 
 
-NUMBERS_OR_UNSET: dict[str, type] = {"client_runs": int, "client_run_seconds": float}
+NUMBERS_OR_UNSET: dict[str, type] = {"client_runs": int, "client_queue": int, "client_run_seconds": float}
 """Settings whose default (unset) depends on the mode: the type their value is read as."""
 
 
