@@ -25,8 +25,13 @@ def test_a_runs_role_connects_to_its_own_database_only(live_runner: LiveRunner) 
     factory = runtime.factory
     assert isinstance(factory, DatabaseFactory)
 
+    assert runtime.pool is not None
+    guard = runtime.pool.env.guard
+
     async def scenario() -> dict[str, str]:
         mine, other = await factory.create(), await factory.create()
+        # as a sandbox does: the backends' memory groups first (a run role's login joins its group)
+        groups = [guard.attach(mine), guard.attach(other)] if guard is not None else []
         try:
             me = mine.address.connect_kwargs()
             results = {"own": await _connect_fails(**me)}
@@ -36,6 +41,9 @@ def test_a_runs_role_connects_to_its_own_database_only(live_runner: LiveRunner) 
             results["as admin without its password"] = await _connect_fails(**{**me, "user": "postgres"})
             results["no password"] = await _connect_fails(**{**me, "password": ""})
         finally:
+            for group in groups:
+                if group is not None and guard is not None:
+                    await guard.release(group)
             await factory.drop(mine.name)
             await factory.drop(other.name)
         return results
