@@ -64,7 +64,7 @@ from typing import Protocol
 import asyncpg
 import psutil
 
-from .cgroups import CgroupDriver, V1Driver, V2Driver, remove_group_folder
+from .cgroups import CgroupDriver, V1Driver, V2Driver, read_int, read_keyed, remove_group_folder, write_value
 from .postgres import BACKEND_CGROUPS_FILE, EmbeddedCluster, PostgresServer, service_owner
 
 log = logging.getLogger("runner.backend_memory")
@@ -124,29 +124,6 @@ class Terminator(Protocol):
 # -- files ------------------------------------------------------------------------------------------
 
 
-def _write(path: Path, value: str) -> None:
-    with open(path, "w") as handle:
-        handle.write(value)
-
-
-def _read_int(path: Path) -> int:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return 0
-    return int(text) if text.isdigit() else 0
-
-
-def _read_keyed(path: Path) -> dict[str, int]:
-    values: dict[str, int] = {}
-    with contextlib.suppress(OSError):
-        for line in path.read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if value.strip().isdigit():
-                values[key] = int(value)
-    return values
-
-
 def _members(folder: Path) -> list[int]:
     try:
         return [int(pid) for pid in (folder / "cgroup.procs").read_text().split()]
@@ -157,7 +134,7 @@ def _members(folder: Path) -> list[int]:
 def _move_all(pids: list[int], destination: Path) -> None:
     for pid in pids:
         with contextlib.suppress(OSError):
-            _write(destination / "cgroup.procs", str(pid))
+            write_value(destination / "cgroup.procs", str(pid))
 
 
 def _rmdir(folder: Path) -> bool:
@@ -255,18 +232,18 @@ class BackendGroup:
 
     def held(self) -> int:
         """Bytes the backends hold: private memory and tmpfs pages (not reclaimable cache)."""
-        stat = _read_keyed(self.folder / "memory.stat")
+        stat = read_keyed(self.folder / "memory.stat")
         if self.version == "v1":
             return stat.get("total_rss", stat.get("rss", 0)) + stat.get("total_shmem", stat.get("shmem", 0))
         return stat.get("anon", 0) + stat.get("shmem", 0)
 
     def usage(self) -> int:
         """Everything charged to the group, page cache included."""
-        return _read_int(self.folder / ("memory.usage_in_bytes" if self.version == "v1" else "memory.current"))
+        return read_int(self.folder / ("memory.usage_in_bytes" if self.version == "v1" else "memory.current"))
 
     def peak(self) -> int:
         """The highest usage so far, page cache included."""
-        return _read_int(self.folder / ("memory.max_usage_in_bytes" if self.version == "v1" else "memory.peak"))
+        return read_int(self.folder / ("memory.max_usage_in_bytes" if self.version == "v1" else "memory.peak"))
 
     def under_pressure(self) -> bool:
         """True once the run's backends together have held more than the limit."""
@@ -299,7 +276,7 @@ class BackendGroup:
         armed = self.limit
 
         def arm(threshold: int) -> None:
-            _write(self.folder / "cgroup.event_control", f"{event} {usage} {threshold}")
+            write_value(self.folder / "cgroup.event_control", f"{event} {usage} {threshold}")
 
         def crossed() -> None:
             nonlocal armed
@@ -444,7 +421,7 @@ class BackendMemory:
     def _make_base(self) -> None:
         self.base.mkdir(exist_ok=True)
         if self.version == "v2":
-            _write(self.base / "cgroup.subtree_control", "+memory")
+            write_value(self.base / "cgroup.subtree_control", "+memory")
             (self.base / "server").mkdir(exist_ok=True)
             self._chown(self.base / "cgroup.procs")  # the common ancestor of the server's group and the runs'
 
@@ -483,7 +460,7 @@ class BackendMemory:
         if pid is None:
             return
         if self.version == "v2":
-            _write(self.base / "server" / "cgroup.procs", str(pid))  # first: what it forks now lands there
+            write_value(self.base / "server" / "cgroup.procs", str(pid))  # first: what it forks now lands there
             with contextlib.suppress(psutil.Error):
                 _move_all([child.pid for child in psutil.Process(pid).children(recursive=True)], self.base / "server")
         try:
@@ -509,9 +486,9 @@ class BackendMemory:
                     self.watcher = ThresholdWatcher()
                 group._watch_threshold(self.watcher)
             else:
-                _write(folder / "memory.high", str(limit))  # throttles, never fails an allocation
+                write_value(folder / "memory.high", str(limit))  # throttles, never fails an allocation
                 with contextlib.suppress(OSError):
-                    _write(folder / "memory.swap.max", "0")
+                    write_value(folder / "memory.swap.max", "0")
                 files = ["cgroup.procs", "cgroup.threads"]
             for name in files:
                 self._chown(folder / name)
@@ -533,7 +510,7 @@ class BackendMemory:
             _terminate(group.pids())
         if group.version == "v2":
             with contextlib.suppress(OSError):
-                _write(group.folder / "memory.high", "max")  # a throttled backend gets to its exit sooner
+                write_value(group.folder / "memory.high", "max")  # a throttled backend gets to its exit sooner
         deadline = time.monotonic() + RELEASE_TIMEOUT
         while group.pids() and time.monotonic() < deadline:
             await asyncio.sleep(0.005)

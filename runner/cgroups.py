@@ -70,12 +70,13 @@ class CgroupDriver(Protocol):
     def close(self) -> None: ...
 
 
-def _write(path: Path, value: str) -> None:
+def write_value(path: Path, value: str) -> None:
+    """Write one value to a cgroup file (one write call, as the kernel wants)."""
     with open(path, "w") as handle:
         handle.write(value)
 
 
-def _read_int(path: Path, default: int = 0) -> int:
+def read_int(path: Path, default: int = 0) -> int:
     try:
         text = path.read_text().strip()
     except OSError:
@@ -83,7 +84,8 @@ def _read_int(path: Path, default: int = 0) -> int:
     return int(text) if text.isdigit() else default
 
 
-def _read_keyed(path: Path) -> dict[str, int]:
+def read_keyed(path: Path) -> dict[str, int]:
+    """A cgroup file of `key value` lines (memory.events, cpu.stat...), numbers only."""
     values: dict[str, int] = {}
     with contextlib.suppress(OSError):
         for line in path.read_text().splitlines():
@@ -146,19 +148,19 @@ class V2Group:
     def add(self, pids: Iterable[int]) -> None:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                _write(self.folder / "cgroup.procs", str(pid))
+                write_value(self.folder / "cgroup.procs", str(pid))
 
     def usage(self) -> Usage:
-        cpu = _read_keyed(self.folder / "cpu.stat").get("usage_usec", 0) / 1e6
-        events = _read_keyed(self.folder / "memory.events")
-        return Usage(_read_int(self.folder / "memory.peak"), cpu, events.get("oom_kill", 0))
+        cpu = read_keyed(self.folder / "cpu.stat").get("usage_usec", 0) / 1e6
+        events = read_keyed(self.folder / "memory.events")
+        return Usage(read_int(self.folder / "memory.peak"), cpu, events.get("oom_kill", 0))
 
     def pids(self) -> list[int]:
         return _procs([self.folder])
 
     def kill(self) -> None:
         try:
-            _write(self.folder / "cgroup.kill", "1")
+            write_value(self.folder / "cgroup.kill", "1")
         except OSError:
             _kill_until_empty([self.folder])
 
@@ -189,23 +191,23 @@ class V2Driver:
             leaf.mkdir(exist_ok=True)
             for pid in _procs([own]):
                 with contextlib.suppress(ProcessLookupError, OSError):
-                    _write(leaf / "cgroup.procs", str(pid))
-            _write(own / "cgroup.subtree_control", " ".join(f"+{c}" for c in CONTROLLERS))
+                    write_value(leaf / "cgroup.procs", str(pid))
+            write_value(own / "cgroup.subtree_control", " ".join(f"+{c}" for c in CONTROLLERS))
         base.mkdir(exist_ok=True)
-        _write(base / "cgroup.subtree_control", " ".join(f"+{c}" for c in CONTROLLERS))
+        write_value(base / "cgroup.subtree_control", " ".join(f"+{c}" for c in CONTROLLERS))
         return cls(base)
 
     def create(self, name: str, limits: CgroupLimits) -> V2Group:
         folder = self.base / name
         folder.mkdir()
         try:
-            _write(folder / "memory.max", str(limits.memory))
+            write_value(folder / "memory.max", str(limits.memory))
             with contextlib.suppress(OSError):
-                _write(folder / "memory.swap.max", "0")
+                write_value(folder / "memory.swap.max", "0")
             with contextlib.suppress(OSError):
-                _write(folder / "memory.oom.group", "1")
-            _write(folder / "pids.max", str(limits.pids))
-            _write(folder / "cpu.max", f"{round(limits.cpu * CPU_PERIOD_US)} {CPU_PERIOD_US}")
+                write_value(folder / "memory.oom.group", "1")
+            write_value(folder / "pids.max", str(limits.pids))
+            write_value(folder / "cpu.max", f"{round(limits.cpu * CPU_PERIOD_US)} {CPU_PERIOD_US}")
         except BaseException:
             remove_group_folder(folder)
             raise
@@ -230,13 +232,13 @@ class V1Group:
         for pid in pids:
             for folder in self.folders.values():
                 with contextlib.suppress(ProcessLookupError):
-                    _write(folder / "cgroup.procs", str(pid))
+                    write_value(folder / "cgroup.procs", str(pid))
 
     def usage(self) -> Usage:
         memory = self.folders["memory"]
-        cpu = _read_int(self.folders["cpuacct"] / "cpuacct.usage") / 1e9 if "cpuacct" in self.folders else 0.0
-        oom = _read_keyed(memory / "memory.oom_control").get("oom_kill", 0)
-        return Usage(_read_int(memory / "memory.max_usage_in_bytes"), cpu, oom)
+        cpu = read_int(self.folders["cpuacct"] / "cpuacct.usage") / 1e9 if "cpuacct" in self.folders else 0.0
+        oom = read_keyed(memory / "memory.oom_control").get("oom_kill", 0)
+        return Usage(read_int(memory / "memory.max_usage_in_bytes"), cpu, oom)
 
     def pids(self) -> list[int]:
         return _procs(self.folders.values())
@@ -269,7 +271,7 @@ class V1Driver:
             base.mkdir(exist_ok=True)
             bases[controller] = base
         with contextlib.suppress(OSError):
-            _write(bases["memory"] / "memory.use_hierarchy", "1")
+            write_value(bases["memory"] / "memory.use_hierarchy", "1")
         return cls(bases)
 
     def create(self, name: str, limits: CgroupLimits) -> V1Group:
@@ -282,13 +284,13 @@ class V1Driver:
                 folders[controller] = folder
             memory = folders["memory"]
             with contextlib.suppress(OSError):  # charges of the warm-up move with the processes
-                _write(memory / "memory.move_charge_at_immigrate", "3")
-            _write(memory / "memory.limit_in_bytes", str(limits.memory))
+                write_value(memory / "memory.move_charge_at_immigrate", "3")
+            write_value(memory / "memory.limit_in_bytes", str(limits.memory))
             with contextlib.suppress(OSError):
-                _write(memory / "memory.memsw.limit_in_bytes", str(limits.memory))
-            _write(folders["pids"] / "pids.max", str(limits.pids))
-            _write(folders["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
-            _write(folders["cpu"] / "cpu.cfs_quota_us", str(round(limits.cpu * CPU_PERIOD_US)))
+                write_value(memory / "memory.memsw.limit_in_bytes", str(limits.memory))
+            write_value(folders["pids"] / "pids.max", str(limits.pids))
+            write_value(folders["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+            write_value(folders["cpu"] / "cpu.cfs_quota_us", str(round(limits.cpu * CPU_PERIOD_US)))
         except BaseException:
             for folder in set(folders.values()):
                 remove_group_folder(folder)

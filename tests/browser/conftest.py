@@ -9,6 +9,7 @@ work offline.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -59,13 +60,12 @@ def wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float)
     raise RuntimeError(f"{url} did not answer within {timeout} s:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="package")
-def runner_url(built_site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real runner serving the built site at / and the API at /api."""
+@contextlib.contextmanager
+def serving_runner(site: Path, cache: Path, log: Path) -> Iterator[str]:
+    """A real `python -m runner serve` of `site` at / and the API at /api, stopped at the end."""
     port = free_port()
-    log = tmp_path_factory.mktemp("runner-log") / "runner.log"
     # its own cluster folder, so a `make serve` running on this machine does not hold its lock
-    env = {**os.environ, "WORKSHOP_SITE_DIR": str(built_site), "WORKSHOP_CACHE_DIR": str(TEST_CACHE / "browser")}
+    env = {**os.environ, "WORKSHOP_SITE_DIR": str(site), "WORKSHOP_CACHE_DIR": str(cache)}
     with log.open("wb") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "runner", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -81,6 +81,14 @@ def runner_url(built_site: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         yield base
     finally:
         stop_process(proc)
+
+
+@pytest.fixture(scope="package")
+def runner_url(built_site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real runner serving the built site at / and the API at /api."""
+    log = tmp_path_factory.mktemp("runner-log") / "runner.log"
+    with serving_runner(built_site, TEST_CACHE / "browser", log) as base:
+        yield base
 
 
 @pytest.fixture(scope="package")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,28 +11,14 @@ from playwright.sync_api import Page, expect
 from runner import lessons
 
 from ..conftest import TEST_CACHE
-from .conftest import REPO, free_port, stop_process, wait_for
+from .conftest import REPO, serving_runner
 
 
 @pytest.fixture(scope="module")
 def zensical_runner(zensical_site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     log = tmp_path_factory.mktemp("zensical-runner") / "runner.log"
-    env = {**os.environ, "WORKSHOP_SITE_DIR": str(zensical_site), "WORKSHOP_CACHE_DIR": str(TEST_CACHE / "zensical")}
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "runner", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(f"{base}/api/health", proc, log, timeout=240)
+    with serving_runner(zensical_site, TEST_CACHE / "zensical", log) as base:
         yield base
-    finally:
-        stop_process(proc)
 
 
 def test_the_widget_loads_on_every_sample_and_runs_one(page: Page, zensical_runner: str) -> None:
