@@ -104,7 +104,7 @@ def resolve(targets: Sequence[str], code_dir: Path = CODE_DIR) -> list[str]:
     Raises ValueError naming what matches no sample.
     """
     root = code_dir.parent
-    every = [lessons.snippet_id(root, p) for p in lessons.sample_paths(root)]
+    every = [lessons.snippet_id(root, p) for p in lessons.sample_paths(root) if not lessons.is_exercise(p)]
     if not targets:
         return every
     chosen: list[str] = []

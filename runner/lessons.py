@@ -29,9 +29,23 @@ _FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.S)
 _H1 = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.M)
 
 
+EXERCISE_PARTS = ("_solution", "_check")
+"""Suffixes of an exercise's companion files (`ex01_name_solution.py`, `ex01_name_check.py`): not samples."""
+
+
 def is_sample(path: Path) -> bool:
-    """A lesson script (not `__init__.py` nor any other `_private.py` module)."""
-    return path.suffix == ".py" and not path.name.startswith("_")
+    """A lesson script (not `__init__.py` nor any other `_private.py` module, nor an exercise's solution or check)."""
+    return path.suffix == ".py" and not path.name.startswith("_") and not path.stem.endswith(EXERCISE_PARTS)
+
+
+def check_path(sample: Path) -> Path:
+    """`ex01_name.py` -> `ex01_name_check.py`, the check of the exercise whose starter the sample is."""
+    return sample.with_name(f"{sample.stem}_check.py")
+
+
+def is_exercise(sample: Path) -> bool:
+    """An exercise's starter: a sample whose check sits beside it. Its check is its expected result (no `.out`)."""
+    return check_path(sample).is_file()
 
 
 def slugify(title: str) -> str:
@@ -132,7 +146,7 @@ def problems(root: Path = REPO_ROOT) -> list[str]:
         if not samples:
             found.append(f"code/{lesson.name}/ has no samples: add one (see docs/maintainers.md, 'Add a sample')")
         for sample in samples:
-            if not expected_path(sample).is_file():
+            if not is_exercise(sample) and not expected_path(sample).is_file():
                 sid = snippet_id(root, sample)
                 found.append(f"code/{sid}.py has no expected output: record it with `{write_expected_command(sid)}`")
     return found
