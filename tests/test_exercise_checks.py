@@ -571,6 +571,14 @@ def test_ex09_a_report_cancelled_after_half_a_second_is_solved(judge: Judge) -> 
     assert "after 0.52 s" in solved(judge("ex09_give_up", made))
 
 
+def test_ex09_a_preparation_recorded_before_the_report_does_not_hide_it(judge: Judge) -> None:
+    """fetchval prepares the statement first: a record may show that short round trip as a query of its own."""
+    queries = [query(1, 0.10, 0.101, REPORT), query(1, 0.102, 0.61, REPORT, **CANCELLED)]
+    solved(judge("ex09_give_up", result("gave up\n", queries, cancel_requests=[0.60])))
+    ran = [query(1, 0.10, 0.101, REPORT), query(1, 0.102, 3.1, REPORT, rows=1)]
+    not_solved(judge("ex09_give_up", result("", ran)), "ran to its end", "(3.0 s)")
+
+
 def test_ex09_a_report_that_ran_to_its_end_is_not(judge: Judge) -> None:
     made = result("the report arrived after 3.0 s\n", [query(1, 0.1, 3.1, REPORT, rows=1)])
     not_solved(judge("ex09_give_up", made), "ran to its end", "(3.0 s)")

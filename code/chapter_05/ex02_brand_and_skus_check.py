@@ -5,6 +5,13 @@ import re
 from runner.checking import NotSolved, Result
 
 
+def _stopped(result: Result) -> str:
+    """`Type: message` of the exception that ended the program (no full stop at the end: the caller adds one)."""
+    assert result.exception is not None
+    message = result.exception.message.strip().rstrip(".")
+    return f"{result.exception.type}: {message}" if message else result.exception.type
+
+
 def _line(stdout: str, label: str) -> str | None:
     """The value printed after `label: ` on a line of its own, or None."""
     match = re.search(rf"^{label}:[ \t]*(.*?)\s*$", stdout, re.M)
@@ -13,7 +20,7 @@ def _line(stdout: str, label: str) -> str | None:
 
 async def check(result: Result) -> str:
     if result.exception is not None:
-        raise NotSolved(f"Your code stopped with {result.exception.type}: {result.exception.message}")
+        raise NotSolved(f"Your code stopped with {_stopped(result)}.")
     product = await result.db.fetchrow("SELECT brand_id, product_name FROM product WHERE product_id = 100")
     brand = await result.db.fetchval("SELECT brand_name FROM brand WHERE brand_id = $1", product["brand_id"])
     skus = await result.db.fetchval("SELECT count(*) FROM sku WHERE product_id = 100")

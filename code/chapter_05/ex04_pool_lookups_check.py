@@ -6,6 +6,13 @@ LOOKUPS = 100
 AT_ONCE = 4
 
 
+def _stopped(result: Result) -> str:
+    """`Type: message` of the exception that ended the program (no full stop at the end: the caller adds one)."""
+    assert result.exception is not None
+    message = result.exception.message.strip().rstrip(".")
+    return f"{result.exception.type}: {message}" if message else result.exception.type
+
+
 def _peak(queries: list[Query]) -> int:
     """Most of these queries in flight at the same moment."""
     events = sorted([(q.start, 1) for q in queries] + [(q.end, -1) for q in queries])
@@ -24,7 +31,7 @@ async def check(result: Result) -> str:
                 " Several lookups shared one connection, which serves one query at a time: let each lookup "
                 "borrow its own with `async with pool.acquire() as conn:`."
             )
-        raise NotSolved(f"Your code stopped with {result.exception.type}: {result.exception.message}.{hint}")
+        raise NotSolved(f"Your code stopped with {_stopped(result)}.{hint}")
 
     rows = await result.db.fetch(
         "SELECT p.product_id, count(s.sku_id) AS skus FROM product AS p LEFT JOIN sku AS s USING (product_id) "

@@ -7,6 +7,13 @@ LIMIT = 3
 POOL = 10
 
 
+def _stopped(result: Result) -> str:
+    """`Type: message` of the exception that ended the program (no full stop at the end: the caller adds one)."""
+    assert result.exception is not None
+    message = result.exception.message.strip().rstrip(".")
+    return f"{result.exception.type}: {message}" if message else result.exception.type
+
+
 def _peak(queries: list[Query]) -> int:
     """Most of these queries in flight at the same moment."""
     events = sorted([(q.start, 1) for q in queries] + [(q.end, -1) for q in queries])
@@ -19,7 +26,7 @@ def _peak(queries: list[Query]) -> int:
 
 async def check(result: Result) -> str:
     if result.exception is not None:
-        raise NotSolved(f"Your code stopped with {result.exception.type}: {result.exception.message}")
+        raise NotSolved(f"Your code stopped with {_stopped(result)}.")
     rows = await result.db.fetch(
         "SELECT product_id, product_name FROM product WHERE product_id BETWEEN 1 AND $1 ORDER BY product_id", LOOKUPS
     )

@@ -7,6 +7,13 @@ SLACK = 0.5
 """How much later than LIMIT the query may end: the cancel request takes a moment to arrive."""
 
 
+def _stopped(result: Result) -> str:
+    """`Type: message` of the exception that ended the program (no full stop at the end: the caller adds one)."""
+    assert result.exception is not None
+    message = result.exception.message.strip().rstrip(".")
+    return f"{result.exception.type}: {message}" if message else result.exception.type
+
+
 async def check(result: Result) -> str:
     if result.exception is not None:
         hint = ""
@@ -15,14 +22,16 @@ async def check(result: Result) -> str:
                 " Giving up is the plan, not a failure: catch it with `except TimeoutError:` around the "
                 "`async with asyncio.timeout(0.5):` block and print that you gave up."
             )
-        raise NotSolved(f"Your code stopped with {result.exception.type}: {result.exception.message}.{hint}")
+        raise NotSolved(f"Your code stopped with {_stopped(result)}.{hint}")
     reports = result.queries_matching(r"pg_sleep\s*\(\s*3\s*\)")
     if not reports:
         raise NotSolved(
             "The slow report never reached the server. Keep the query as it is, and limit how long you wait "
             "for it with asyncio.timeout."
         )
-    report = reports[0]
+    # The run of the report that counts: a cancelled one, else a failed one, else the longest
+    # (a prepared statement may also show its short preparation).
+    report = max(reports, key=lambda q: (q.cancelled, q.error is not None, q.end - q.start))
     took = report.end - report.start
     if report.error is None:
         raise NotSolved(
