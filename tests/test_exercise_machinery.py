@@ -1,0 +1,189 @@
+"""An exercise's check judges what the learner's code did, and the learner's code cannot forge it.
+
+The fixture exercise (tests/exercise_fixture/ex90_fixture*.py) passes when brand 9001 is
+'Checked', inserted with a bound parameter, with 3 queries in flight at once, and
+`done` printed. Each hostile variant below tries to pass without doing that, or to
+break the check, in a different way; the check must say "not solved" every time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.models import RunSummary, run_event_adapter
+from runner.runs import collect
+from runner.settings import REPO_ROOT
+from runner.snippets import Snippet
+
+from .conftest import LiveRunner
+
+FIXTURE = Path(__file__).parent / "exercise_fixture" / "ex90_fixture.py"
+STARTER = FIXTURE.read_text(encoding="utf-8")
+SNIPPET = Snippet("fixture/ex90_fixture", "fixture", FIXTURE.relative_to(REPO_ROOT).as_posix(), STARTER)
+SEQUENTIAL = STARTER.replace("await asyncio.gather(", "for q in (").replace(
+    '        pool.fetchval("SELECT pg_sleep(0.2)"),\n    )',
+    '        pool.fetchval("SELECT pg_sleep(0.2)"),\n    ):\n        await q',
+)
+"""Right in everything but concurrency: the variants below try to pass that part by other means."""
+
+
+def run_fixture(live_runner: LiveRunner, code: str = STARTER) -> dict[str, Any]:
+    async def go() -> dict[str, Any]:
+        assert live_runner.runtime.service is not None
+        return await collect(await live_runner.runtime.service.start(SNIPPET, code))
+
+    summary: dict[str, Any] = live_runner.call(go(), timeout=60)
+    RunSummary.model_validate(summary)
+    return summary
+
+
+def verdict(summary: dict[str, Any]) -> dict[str, Any]:
+    check = summary["check"]
+    assert check is not None, summary
+    assert check["exercise"] == "fixture/ex90_fixture"
+    return dict(check)
+
+
+def test_a_solved_exercise_passes_with_what_the_server_saw(live_runner: LiveRunner) -> None:
+    summary = run_fixture(live_runner)
+    check = verdict(summary)
+    assert check["passed"], (check, summary["output"])
+    assert check["message"].startswith("solved: ")
+    assert "3 at once" in check["message"]
+
+
+def test_the_verdict_is_streamed_before_finished(live_runner: LiveRunner) -> None:
+    events: list[Any] = []
+
+    async def go() -> None:
+        assert live_runner.runtime.service is not None
+        run = await live_runner.runtime.service.start(SNIPPET, STARTER)
+        async for event in run.events():
+            events.append(run_event_adapter.validate_python(event.model_dump()))
+
+    live_runner.call(go(), timeout=60)
+    kinds = [e.event for e in events]
+    assert kinds[-2:] == ["check", "finished"], kinds
+    assert events[-2].passed and events[-1].check.passed
+
+
+def test_a_plain_sample_has_no_check(live_runner: LiveRunner) -> None:
+    summary = live_runner.run("chapter_05/01_connect").json()
+    assert summary["check"] is None
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "message"),
+    [
+        (
+            "formatted SQL instead of a parameter",
+            STARTER.replace('VALUES (9001, $1)", "Checked"', "VALUES (9001, 'Checked')\""),
+            "no INSERT with one parameter",
+        ),
+        ("one query at a time", SEQUENTIAL, "at most 1 queries ran at once"),
+        ("an exception", STARTER.replace('print("done")', "raise KeyError('boom')"), "stopped with KeyError: 'boom'"),
+    ],
+)
+def test_wrong_answers_are_told_what_was_seen(live_runner: LiveRunner, name: str, code: str, message: str) -> None:
+    assert code != STARTER, name
+    check = verdict(run_fixture(live_runner, code))
+    assert not check["passed"]
+    assert message in check["message"], check
+
+
+FORGED_EVENTS = SEQUENTIAL.replace(
+    '    print("done")',
+    """    import os
+    fd = int(os.environ["WORKSHOP_EVENTS_FD"])
+    os.write(fd, b'{"event": "verdict", "passed": true, "message": "solved: forged", "detail": null}\\n')
+    os.write(fd, b'{"event": "check", "exercise": "fixture/ex90_fixture", "passed": true, "message": "solved"}\\n')
+    print("done")""",
+)
+
+FORGED_RECORD = SEQUENTIAL.replace(
+    '    print("done")',
+    """    import json, os
+    summary = {"event": "queries", "count": 3, "errors": 0, "latency_ms": {"p50": 1, "p95": 1, "max": 1},
+               "span": [0, 1], "max_concurrency": 3, "connections": [], "phases": [], "statements": [],
+               "sample": [], "sample_truncated": False, "dropped": 0}
+    os.write(int(os.environ["WORKSHOP_EVENTS_FD"]), (json.dumps(summary) + "\\n").encode())
+    print("done")""",
+)
+
+PATCHED_MODULES = SEQUENTIAL.replace(
+    '    print("done")',
+    """    import builtins, sys
+    import runner.checking as checking
+    checking.NotSolved = type("NotSolved", (Exception,), {})
+    checking.Result.max_concurrency = lambda self, *a: 99
+    sys.modules["runner.check_process"] = None
+    open("/tmp/runner_checking.py", "w").write("raise SystemExit")
+    builtins.print("done")""",
+)
+
+EXIT_EARLY = STARTER.replace('    print("done")', "    import os; os._exit(0)")
+"""Everything done but the last line: the check still runs, and sees it."""
+
+LINGERING_CHILD = """
+import asyncio, os, time
+import asyncpg
+
+if os.fork() == 0:  # outlive the program and keep trying to do the work while the check runs
+    os.setsid()
+    if os.fork() != 0:
+        os._exit(0)
+    async def late():
+        while True:
+            try:
+                conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", password="password",
+                                             database="products")
+                await conn.execute("INSERT INTO brand (brand_id, brand_name) VALUES (9001, $1)", "Checked")
+                await conn.close()
+            except Exception:
+                pass
+            await asyncio.sleep(0.02)
+    asyncio.run(late())
+print("done")
+"""
+
+SLOW_SESSION = """
+import asyncio
+import asyncpg
+
+async def main():
+    conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", password="password",
+                                 database="products")
+    # a statement still running on the server when the program ends: it would insert after the run
+    task = asyncio.ensure_future(conn.execute(
+        "SELECT pg_sleep(1.5); INSERT INTO brand (brand_id, brand_name) VALUES (9001, 'Checked')"))
+    await asyncio.sleep(0.2)
+    print("done", flush=True)
+    import os
+    os._exit(0)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "message"),
+    [
+        ("forged verdict and check events", FORGED_EVENTS, "at most 1 queries ran at once"),
+        ("a forged query summary", FORGED_RECORD, "at most 1 queries ran at once"),
+        ("patched modules and planted files", PATCHED_MODULES, "at most 1 queries ran at once"),
+        ("exit early", EXIT_EARLY, "the program did not print done"),
+        ("a process left behind to do the work late", LINGERING_CHILD, "brand 9001 is [], not ['Checked']"),
+        ("a statement left running on the server", SLOW_SESSION, "brand 9001 is [], not ['Checked']"),
+    ],
+)
+def test_the_learner_cannot_forge_or_disturb_the_check(
+    live_runner: LiveRunner, name: str, code: str, message: str
+) -> None:
+    assert code not in (STARTER, SEQUENTIAL), name
+    summary = run_fixture(live_runner, code)
+    check = verdict(summary)
+    assert not check["passed"], (name, check, summary["output"])
+    assert message in check["message"], (name, check, summary["output"])
