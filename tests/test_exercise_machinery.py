@@ -80,7 +80,7 @@ def test_a_plain_sample_has_no_check(live_runner: LiveRunner) -> None:
     [
         (
             "formatted SQL instead of a parameter",
-            STARTER.replace('VALUES (9001, $1)", "Checked"', "VALUES (9001, 'Checked')\""),
+            STARTER.replace('$1::text FROM pg_sleep(0.2)", "Checked"', "'Checked' FROM pg_sleep(0.2)\""),
             "no INSERT with one parameter",
         ),
         ("one query at a time", SEQUENTIAL, "at most 1 queries ran at once"),

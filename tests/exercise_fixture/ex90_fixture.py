@@ -11,7 +11,7 @@ async def main() -> None:
         host="127.0.0.1", port=5432, user="postgres", password="password", database="products", min_size=3, max_size=3
     )
     await asyncio.gather(
-        pool.execute("INSERT INTO brand (brand_id, brand_name) VALUES (9001, $1)", "Checked"),
+        pool.execute("INSERT INTO brand (brand_id, brand_name) SELECT 9001, $1::text FROM pg_sleep(0.2)", "Checked"),
         pool.fetchval("SELECT pg_sleep(0.2)"),
         pool.fetchval("SELECT pg_sleep(0.2)"),
     )
