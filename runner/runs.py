@@ -78,6 +78,8 @@ class Run:
             record=record,
         )
         self.started = True
+        if exercise is not None:
+            self.sandbox.warm_checker()
         yield StartedEvent(id=self.id, snippet=self.snippet.id)
         try:
             async for event in self.sandbox.execute(job, self.outcome):

@@ -148,6 +148,7 @@ class Sandbox:
         self.backends = backends
         self._stack = stack
         self._destroyed = False
+        self._checker: tuple[asyncio.Task[ChildProcess], AsyncExitStack] | None = None
 
     # -- preparing ---------------------------------------------------------------------------
 
@@ -193,6 +194,21 @@ class Sandbox:
 
     # -- checking ----------------------------------------------------------------------------
 
+    def warm_checker(self) -> None:
+        """Start the check's child now, while the run goes, so the verdict does not wait for a cold start.
+
+        It waits outside the run's control group (the end of the run, which kills that
+        group, leaves it alone) and in namespaces of its own, where the run cannot reach
+        it; `check` moves it into the group before handing it anything.
+        """
+        if self._checker is not None:
+            return
+        stack = AsyncExitStack()
+        self._stack.push_async_callback(stack.aclose)
+        task = asyncio.create_task(_start_child(self.env, stack, None, Tapping()))
+        self._stack.push_async_callback(_cancel_and_wait, task)
+        self._checker = (task, stack)
+
     async def check(self, job: CheckJob) -> ChildVerdict:
         """Judge the finished run in a child of its own: same database, same group, same limits.
 
@@ -202,22 +218,23 @@ class Sandbox:
         self.tapping.record = None
         if self.cgroup is not None and not await _emptied(self.cgroup, EMPTY_TIMEOUT):
             raise SandboxFailed("the run's processes did not end, so its check cannot run")
-        async with AsyncExitStack() as stack:
-            child = await _start_child(self.env, stack, self.cgroup, Tapping())
-            payload = {
-                "check": {"source": job.source, "filename": job.filename, "result": job.result},
-                "connect": {**self.database.address.connect_kwargs(), "host": GATE_HOST},
-                "limits": _rlimits(job.limits, per_run_pids=self.cgroup is not None),
-            }
-            child.send_job(json.dumps(payload).encode())
-            stack.callback(child.kill)
-            drains = [asyncio.create_task(_drain(child.stdout)), asyncio.create_task(_drain(child.stderr))]
-            stack.push_async_callback(_cancel_and_wait, *drains)
-            try:
-                async with asyncio.timeout(job.timeout):
-                    verdict = await _read_verdict(child.events)
-            except TimeoutError:
-                raise SandboxFailed(f"the check did not finish within {job.timeout:g} s") from None
+        self.warm_checker()
+        assert self._checker is not None
+        task, stack = self._checker
+        child = await task
+        if self.cgroup is not None:
+            self.cgroup.add(child.tree())
+        payload = {
+            "check": {"source": job.source, "filename": job.filename, "result": job.result},
+            "connect": {**self.database.address.connect_kwargs(), "host": GATE_HOST},
+            "limits": _rlimits(job.limits, per_run_pids=self.cgroup is not None),
+        }
+        child.send_job(json.dumps(payload).encode())
+        drains = [asyncio.create_task(_drain(child.stdout)), asyncio.create_task(_drain(child.stderr))]
+        stack.push_async_callback(_cancel_and_wait, *drains)
+        try:
+            async with asyncio.timeout(job.timeout):
+                verdict = await _read_verdict(child.events)
             if verdict is None:
                 child.kill()
                 await child.wait()
@@ -225,6 +242,10 @@ class Sandbox:
                 detail = stderr.decode(errors="replace").strip()[-2000:]
                 raise SandboxFailed(f"the check's process ended without a verdict: {detail or 'no output'}")
             return verdict
+        except TimeoutError:
+            raise SandboxFailed(f"the check did not finish within {job.timeout:g} s") from None
+        finally:
+            child.kill()
 
     # -- executing ---------------------------------------------------------------------------
 
