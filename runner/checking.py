@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import asyncpg
 
+PHASE_SLACK = 0.005
+"""Seconds of leeway between the program's clock (timings) and the runner's (queries)."""
 _LAST_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?$")
 
 
@@ -91,6 +93,19 @@ class Result:
             busy += delta
             peak = max(peak, busy)
         return peak
+
+    def phase(self, name: str) -> Timing | None:
+        """The last `async_timed` report of the function `name` (the program's own report)."""
+        found = [t for t in self.timings if t.name == name]
+        return found[-1] if found else None
+
+    def phase_concurrency(self, name: str) -> int:
+        """Most queries in flight at once while the function `name` ran; 0 when it never reported."""
+        timing = self.phase(name)
+        if timing is None:
+            return 0
+        # the program's clock starts when it reads its job, a moment after the runner's: allow for it
+        return self.max_concurrency(timing.start - PHASE_SLACK, timing.start + timing.seconds + PHASE_SLACK)
 
     def queries_matching(self, pattern: str) -> list[Query]:
         """Queries whose SQL matches `pattern` (a case-insensitive regular expression)."""

@@ -187,3 +187,27 @@ def test_the_learner_cannot_forge_or_disturb_the_check(
     check = verdict(summary)
     assert not check["passed"], (name, check, summary["output"])
     assert message in check["message"], (name, check, summary["output"])
+
+
+def test_phases_reported_by_the_program_bound_the_concurrency_window() -> None:
+    from runner.checking import Query, Result, Timing
+
+    def query(start: float, end: float) -> Query:
+        return Query(1, start, end, "SELECT 1", 0, 1, None, None, False, "idle")
+
+    result = Result(
+        status="ok",
+        exit_code=0,
+        stdout="",
+        stderr="",
+        exception=None,
+        seconds=2.0,
+        queries=[query(0.1, 0.5), query(0.2, 0.6), query(0.3, 0.7), query(1.0, 1.2), query(1.1, 1.3)],
+        connections=3,
+        cancel_requests=[],
+        timings=[Timing("together", 0.1, 0.6), Timing("after", 1.0, 0.3)],
+    )
+    assert result.max_concurrency() == 3
+    assert result.phase_concurrency("together") == 3
+    assert result.phase_concurrency("after") == 2
+    assert result.phase_concurrency("never") == 0
