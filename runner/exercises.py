@@ -79,7 +79,10 @@ async def judge(
     """Run the check once the learner's sessions have ended; a check that cannot run is not a pass."""
     if not await record.settled(SETTLE_TIMEOUT):
         return CheckVerdict(
-            exercise=exercise.id, passed=False, message=f"{COULD_NOT_RUN}: the program's database sessions did not end."
+            exercise=exercise.id,
+            passed=False,
+            message=f"{COULD_NOT_RUN}: the program's database sessions did not end.",
+            judged=False,
         )
     job = CheckJob(
         source=exercise.check_source(),
@@ -92,7 +95,9 @@ async def judge(
         verdict = await sandbox.check(job)
     except WorkshopError as error:
         log.warning("check of %s could not run: %s", exercise.id, error)
-        return CheckVerdict(exercise=exercise.id, passed=False, message=f"{COULD_NOT_RUN}: {error}.")
+        return CheckVerdict(exercise=exercise.id, passed=False, message=f"{COULD_NOT_RUN}: {error}.", judged=False)
     if verdict.detail:
         log.warning("the check of %s failed:\n%s", exercise.id, verdict.detail)
-    return CheckVerdict(exercise=exercise.id, passed=verdict.passed, message=verdict.message)
+    return CheckVerdict(
+        exercise=exercise.id, passed=verdict.passed, message=verdict.message, judged=verdict.detail is None
+    )

@@ -151,6 +151,9 @@ class CheckVerdict(Model):
     exercise: str = Field(description="The exercise's id: its starter's snippet id.")
     passed: bool
     message: str = Field(description="For the learner: why it is solved, or what was seen and what to change.")
+    judged: bool = Field(
+        default=True, description="False when the check could not run or failed itself: the run was not judged."
+    )
 
 
 class CheckEvent(CheckVerdict):

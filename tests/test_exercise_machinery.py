@@ -47,10 +47,18 @@ def verdict(summary: dict[str, Any]) -> dict[str, Any]:
     return dict(check)
 
 
+def checks_counted(live_runner: LiveRunner) -> dict[str, float]:
+    counted = live_runner.metrics().get("workshop_exercise_checks_total", {})
+    return {labels[0][1]: value for labels, value in counted.items()}
+
+
 def test_a_solved_exercise_passes_with_what_the_server_saw(live_runner: LiveRunner) -> None:
+    before = checks_counted(live_runner)
     summary = run_fixture(live_runner)
     check = verdict(summary)
-    assert check["passed"], (check, summary["output"])
+    assert check["passed"] and check["judged"], (check, summary["output"])
+    after = checks_counted(live_runner)
+    assert after["passed"] == before["passed"] + 1 and after["not_yet"] == before["not_yet"], (before, after)
     assert check["message"].startswith("solved: ")
     assert "3 at once" in check["message"]
 
@@ -211,3 +219,21 @@ def test_phases_reported_by_the_program_bound_the_concurrency_window() -> None:
     assert result.phase_concurrency("together") == 3
     assert result.phase_concurrency("after") == 2
     assert result.phase_concurrency("never") == 0
+
+
+def test_a_broken_check_is_not_a_verdict_on_the_learner(live_runner: LiveRunner) -> None:
+    path = FIXTURE.with_name("ex91_broken.py")
+    snippet = Snippet("fixture/ex91_broken", "broken", path.relative_to(REPO_ROOT).as_posix(), path.read_text())
+
+    async def go() -> dict[str, Any]:
+        assert live_runner.runtime.service is not None
+        return await collect(await live_runner.runtime.service.start(snippet, None))
+
+    before = checks_counted(live_runner)
+    check = live_runner.call(go(), timeout=60)["check"]
+    assert (check["passed"], check["judged"]) == (False, False)
+    assert (
+        check["message"]
+        == "The check itself failed, which is a bug of the course, not of your code (ZeroDivisionError)."
+    )
+    assert checks_counted(live_runner)["not_judged"] == before["not_judged"] + 1
