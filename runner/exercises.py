@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import lessons
+from .changes import DatabaseChanges
 from .errors import WorkshopError
 from .isolation import Limits
 from .models import CheckVerdict, OutputEvent, TimingEvent
@@ -73,10 +74,47 @@ def result_record(
     }
 
 
+STRUCTURE_KINDS = ("table ", "index ", "sequence ", "type ")
+"""What a run may create and still be judged: new relations cannot hide the course's (no schema
+can be created, and a template object renamed or replaced shows as dropped)."""
+
+
+def altered_structure(changes: DatabaseChanges | None) -> str | None:
+    """Why the database can no longer be trusted to show what the code did, or None.
+
+    A check reads the course's tables; a run that dropped, renamed or replaced one, or
+    added a view, function, trigger, rule, policy, column or setting, could make them
+    show rows that were never written (a view in place of a table, a policy hiding rows,
+    a setting changing what a name means).
+    """
+    if changes is None:
+        return "the database's structure could not be read after the run"
+    if changes.dropped:
+        return f"your code dropped, renamed or altered {', '.join(changes.dropped[:3])}"
+    added = [name for name in changes.created if not name.startswith(STRUCTURE_KINDS)]
+    if added:
+        return f"your code added {', '.join(added[:3])}"
+    return None
+
+
 async def judge(
-    exercise: Exercise, sandbox: Sandbox, record: WireRecord, result: dict[str, object], limits: Limits
+    exercise: Exercise,
+    sandbox: Sandbox,
+    record: WireRecord,
+    result: dict[str, object],
+    limits: Limits,
+    changes: DatabaseChanges | None,
 ) -> CheckVerdict:
     """Run the check once the learner's sessions have ended; a check that cannot run is not a pass."""
+    altered = altered_structure(changes)
+    if altered is not None:
+        return CheckVerdict(
+            exercise=exercise.id,
+            passed=False,
+            message=f"Not judged: {altered}. The check reads the course's tables as they were; "
+            "run again without changing them (every run starts from a fresh database).",
+            judged=False,
+        )
     if not await record.settled(SETTLE_TIMEOUT):
         return CheckVerdict(
             exercise=exercise.id,

@@ -95,10 +95,10 @@ class Run:
             if record is not None and isinstance(databases, DatabaseFactory):
                 await databases.terminate_backends(self.sandbox.database.name)  # nothing of the run's goes on
             if isinstance(databases, DatabaseFactory):
-                self.changes = await after_run(databases, self.sandbox.database.name)
+                self.changes = await after_run(databases, self.sandbox.database.name, full=exercise is not None)
             if exercise is not None and record is not None:
                 result = result_record(self.outcome, self.output, self.timings, record)
-                self.check = await judge(exercise, self.sandbox, record, result, job.limits)
+                self.check = await judge(exercise, self.sandbox, record, result, job.limits, self.changes)
                 yield CheckEvent(**self.check.model_dump())
         except (asyncio.CancelledError, GeneratorExit):
             self.outcome.status = "cancelled"

@@ -132,6 +132,51 @@ PATCHED_MODULES = SEQUENTIAL.replace(
     builtins.print("done")""",
 )
 
+def with_structure_changed(*statements: str) -> str:
+    """Right in everything but the state (brand 9001 is 'Wrong'), then the structure bent to show 'Checked'."""
+    return STARTER.replace('"Checked"),', '"Wrong"),').replace(
+        '    print("done")',
+        f"""    for statement in {statements!r}:
+        try:
+            await pool.execute(statement)
+        except asyncpg.PostgresError as error:
+            print("refused:", statement, type(error).__name__)
+    print("done")""",
+    )
+
+
+SHADOWING = {
+    "a view in place of the table": with_structure_changed(
+        "ALTER TABLE public.brand RENAME TO brand_kept",
+        "CREATE VIEW public.brand AS SELECT 9001 AS brand_id, 'Checked'::text AS brand_name",
+    ),
+    "a generated column in place of the name": with_structure_changed(
+        "ALTER TABLE brand RENAME COLUMN brand_name TO kept_name",
+        "ALTER TABLE brand ADD COLUMN brand_name text GENERATED ALWAYS AS ('Checked') STORED",
+    ),
+    "a policy that hides rows": with_structure_changed(
+        "ALTER TABLE brand ENABLE ROW LEVEL SECURITY",
+        "ALTER TABLE brand FORCE ROW LEVEL SECURITY",
+        "CREATE POLICY hide ON brand USING (brand_id <> 9001)",
+    ),
+    "a role setting and a function in front of the catalog's": with_structure_changed(
+        "ALTER ROLE CURRENT_USER SET search_path = public, pg_catalog",
+        "CREATE FUNCTION public.lower(text) RETURNS text LANGUAGE sql AS $$ SELECT 'Checked' $$",
+    ),
+    "only a role setting": with_structure_changed("ALTER ROLE CURRENT_USER SET search_path = public, pg_catalog"),
+}
+
+
+@pytest.mark.parametrize("name", SHADOWING)
+def test_a_structure_bent_to_show_other_rows_is_not_judged(live_runner: LiveRunner, name: str) -> None:
+    summary = run_fixture(live_runner, SHADOWING[name])
+    check = verdict(summary)
+    assert (check["passed"], check["judged"]) == (False, False), (name, check, summary["output"])
+    assert check["message"].startswith("Not judged: your code "), check
+    assert "refused:" not in "".join(e["text"] for e in summary["output"])  # each bend was really made
+
+
+
 EXIT_EARLY = STARTER.replace('    print("done")', "    import os; os._exit(0)")
 """Everything done but the last line: the check still runs, and sees it."""
 
