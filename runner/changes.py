@@ -199,9 +199,7 @@ def compare(before: frozenset[str], after: frozenset[str]) -> dict[str, list[str
     return {"created": sorted(filter(shown, created)), "dropped": sorted(filter(shown, dropped))}
 
 
-async def _after_run(
-    factory: DatabaseFactory, database: str, before: frozenset[str], *, full: bool
-) -> DatabaseChanges:
+async def _after_run(factory: DatabaseFactory, database: str, before: frozenset[str], *, full: bool) -> DatabaseChanges:
     async with factory.admin_connection() as conn:
         await end_sessions(conn, database)
         if not full and not await rows_touched(conn, database):

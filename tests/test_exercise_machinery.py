@@ -132,6 +132,7 @@ PATCHED_MODULES = SEQUENTIAL.replace(
     builtins.print("done")""",
 )
 
+
 def with_structure_changed(*statements: str) -> str:
     """Right in everything but the state (brand 9001 is 'Wrong'), then the structure bent to show 'Checked'."""
     return STARTER.replace('"Checked"),', '"Wrong"),').replace(
@@ -174,7 +175,6 @@ def test_a_structure_bent_to_show_other_rows_is_not_judged(live_runner: LiveRunn
     assert (check["passed"], check["judged"]) == (False, False), (name, check, summary["output"])
     assert check["message"].startswith("Not judged: your code "), check
     assert "refused:" not in "".join(e["text"] for e in summary["output"])  # each bend was really made
-
 
 
 EXIT_EARLY = STARTER.replace('    print("done")', "    import os; os._exit(0)")
