@@ -32,8 +32,12 @@ GSS_REQUEST_CODE = 80877104
 QUERY_CANCELED = "57014"
 KEEP_BODY = 65536
 """Bytes kept of a message body the record reads (a statement's text, an error)."""
-MAX_QUERIES = 20_000
+MAX_QUERIES = 10_000
 """Queries recorded per run; beyond it they are counted in `dropped` only."""
+MAX_SQL = 2000
+"""Characters kept of a statement's text (a check needs its start, not megabytes of it)."""
+MAX_STATEMENTS = 1000
+"""Prepared statements remembered per connection; past it they are forgotten (their queries read "")."""
 READ_CHUNK = 65536
 
 _FRONTEND_KEPT = frozenset(b"QPB")
@@ -220,6 +224,8 @@ class ConnectionTap:
         self._frontend = MessageReader(_FRONTEND_KEPT, startup=True)
         self._backend = MessageReader(_BACKEND_KEPT, startup=False)
         self._statements: dict[str, str] = {}
+        self._texts: dict[str, str] = {}
+        """One copy of each statement text, however often it runs."""
         self._bound: tuple[str, int] = ("", 0)
         self._last_parse: tuple[str, float] | None = None
         self._pending: deque[_Pending] = deque()
@@ -236,11 +242,13 @@ class ConnectionTap:
                 self._startup(body, now)
             elif kind == ord("Q"):
                 self._cycle += 1
-                query = WireQuery(self.number, now, _cstring(body, 0)[0])
+                query = WireQuery(self.number, now, self._text(body, 0))
                 self._pending.append(_Pending(query, self._cycle, simple=True))
             elif kind == ord("P"):
                 name, at = _cstring(body, 0)
-                text, _ = _cstring(body, at)
+                text = self._text(body, at)
+                if len(self._statements) >= MAX_STATEMENTS and name not in self._statements:
+                    self._statements.clear()
                 self._statements[name] = text
                 self._last_parse = (text, now)
             elif kind == ord("B"):
@@ -253,6 +261,12 @@ class ConnectionTap:
                 self._pending.append(_Pending(query, self._cycle + 1, simple=False))
             elif kind == ord("S"):
                 self._cycle += 1
+
+    def _text(self, body: bytes, at: int) -> str:
+        text = _cstring(body, at)[0][:MAX_SQL]
+        if len(self._texts) >= MAX_STATEMENTS:
+            self._texts.clear()
+        return self._texts.setdefault(text, text)
 
     def _startup(self, body: bytes, now: float) -> None:
         (code,) = struct.unpack_from("!I", body, 0) if len(body) >= 4 else (0,)

@@ -175,3 +175,24 @@ def test_messages_split_anywhere_read_the_same() -> None:
     assert pieces == whole
     assert [kind for kind, _ in whole] == [0, ord("Q"), ord("d"), ord("P")]
     assert whole[1][1] == b"SELECT 1\0" and whole[2][1] == b""  # copy data is skipped, not kept
+
+
+def test_the_record_stays_small_whatever_the_statements() -> None:
+    from runner.wire import MAX_QUERIES, MAX_SQL
+
+    def message(kind: bytes, body: bytes) -> bytes:
+        return kind + struct.pack("!I", len(body) + 4) + body
+
+    record = WireRecord()
+    tap = ConnectionTap(record)
+    tap.from_client(struct.pack("!II", 8 + 6, 196608) + b"user\0\0")
+    sql = b"SELECT '" + b"x" * 60_000 + b"'\0"
+    for _ in range(3):
+        tap.from_client(message(b"Q", sql))
+        tap.from_server(message(b"C", b"SELECT 1\0") + message(b"Z", b"I"))
+    assert [len(q.sql) for q in record.queries] == [MAX_SQL] * 3
+    assert record.queries[0].sql is record.queries[2].sql  # one copy of a text however often it runs
+    for _ in range(MAX_QUERIES):
+        tap.from_client(message(b"Q", b"SELECT 1\0"))
+        tap.from_server(message(b"Z", b"I"))
+    assert (len(record.queries), record.dropped) == (MAX_QUERIES, 3)
