@@ -21,7 +21,7 @@ CODE = REPO / "code"
 LESSONS = lessons.lessons(REPO)
 SAMPLES = lessons.sample_paths(REPO)
 WITH_OUTPUT = [p for p in SAMPLES if not lessons.is_exercise(p)]
-"""Exercise starters have no expected output: a check judges them."""
+"""An exercise's starter has no expected output: its check judges a run."""
 CDN_HOSTS = (
     "unpkg.com",
     "cdn.jsdelivr.net",
