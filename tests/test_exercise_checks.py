@@ -58,7 +58,9 @@ def db_port() -> Iterator[int]:
 def query(
     connection: int, start: float, end: float, sql: str, *, rows: int = 0, parameters: int = 0, **more: Any
 ) -> Query:
-    return Query(connection=connection, start=start, end=end, sql=sql, rows=rows, parameters=parameters, **more)
+    fields: dict[str, Any] = {"error": None, "error_message": None, "cancelled": False, "transaction_after": "idle"}
+    fields.update(more)
+    return Query(connection=connection, start=start, end=end, sql=sql, rows=rows, parameters=parameters, **fields)
 
 
 def result(
