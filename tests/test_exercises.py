@@ -11,6 +11,7 @@ the `check` object of the run's summary (EXERCISES.md).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,24 @@ def test_a_wrong_answer_fails_with_a_message_that_helps(live_runner: LiveRunner,
     check = verdict(live_runner, exercise, path.read_text(encoding="utf-8"))
     assert check["passed"] is False, f"{path.name} solves {exercise}: {check['message']}"
     assert part in check["message"], f"{part!r} not in {check['message']!r}\n--- output:\n{check['output']}"
+
+
+@pytest.mark.parametrize("exercise", EXERCISE_IDS)
+def test_the_page_shows_the_task_graduated_hints_and_the_solution(exercise: str) -> None:
+    """The contract's block (EXERCISES.md, 'The page'), in the lesson's page, in exercise order."""
+    lesson = lessons.Lesson(REPO_ROOT, exercise.split("/")[0])
+    page = lesson.page.read_text(encoding="utf-8")
+    opening = f'<div class="workshop-exercise" data-exercise="{exercise}" markdown>'
+    assert page.count(opening) == 1, f"{exercise}: no exercise block on docs/{lesson.page_uri}"
+    start = page.index(opening)
+    heading = page.rfind("\n### Exercise ", 0, start)
+    number = int(exercise.split("/")[1][2:4])
+    assert page[heading:start].startswith(f"\n### Exercise {number}: "), f"{exercise}: its heading is not right above"
+    block = page[start : page.find("\n## ", start)]
+    assert f'<div class="workshop-run" data-snippet="{exercise}" markdown>' in block
+    assert f'--8<-- "{exercise}.py"' in block
+    hints = [int(n) for n in re.findall(r'^\?\?\? hint "Hint (\d)"$', block, re.M)]
+    assert hints in ([1, 2], [1, 2, 3]), f"{exercise}: hints {hints}"
+    solution = block.index('??? success "Solution"')
+    assert solution > block.index('??? hint "Hint'), "the solution comes after the hints"
+    assert f'--8<-- "{exercise}_solution.py"' in block[solution:]
