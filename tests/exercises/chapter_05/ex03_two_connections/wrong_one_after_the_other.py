@@ -14,9 +14,7 @@ PRODUCT_QUERY = """
 
 
 async def main() -> None:
-    conn = await asyncpg.connect(
-        host="127.0.0.1", port=5432, user="postgres", password="password", database="products"
-    )
+    conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", password="password", database="products")
     print("query 1 succeeded:", await conn.execute(PRODUCT_QUERY))
     print("query 2 succeeded:", await conn.execute(PRODUCT_QUERY))
     await conn.close()

@@ -13,8 +13,13 @@ async def sku_count(pool: asyncpg.Pool, product_id: int) -> int:
 
 async def main() -> None:
     pool = await asyncpg.create_pool(
-        host="127.0.0.1", port=5432, user="postgres", password="password", database="products",
-        min_size=6, max_size=6,
+        host="127.0.0.1",
+        port=5432,
+        user="postgres",
+        password="password",
+        database="products",
+        min_size=6,
+        max_size=6,
     )
     for product_id in range(1, 101):
         print(f"product {product_id}: {await sku_count(pool, product_id)} SKUs")

@@ -13,8 +13,13 @@ async def sku_count(pool: asyncpg.Pool, product_id: int) -> int:
 
 async def main() -> None:
     pool = await asyncpg.create_pool(
-        host="127.0.0.1", port=5432, user="postgres", password="password", database="products",
-        min_size=2, max_size=2,
+        host="127.0.0.1",
+        port=5432,
+        user="postgres",
+        password="password",
+        database="products",
+        min_size=2,
+        max_size=2,
     )
     product_ids = range(1, 101)
     counts = await asyncio.gather(*(sku_count(pool, product_id) for product_id in product_ids))

@@ -16,8 +16,13 @@ async def slow_lookup(pool: asyncpg.Pool, limit: asyncio.Semaphore, product_id: 
 async def main() -> None:
     limit = asyncio.Semaphore(1)
     async with asyncpg.create_pool(
-        host="127.0.0.1", port=5432, user="postgres", password="password", database="products",
-        min_size=10, max_size=10,
+        host="127.0.0.1",
+        port=5432,
+        user="postgres",
+        password="password",
+        database="products",
+        min_size=10,
+        max_size=10,
     ) as pool:
         names = await asyncio.gather(*(slow_lookup(pool, limit, product_id) for product_id in range(1, 31)))
     for product_id, name in enumerate(names, start=1):

@@ -15,8 +15,13 @@ async def slow_lookup(pool: asyncpg.Pool, product_id: int) -> str:
 
 async def main() -> None:
     async with asyncpg.create_pool(
-        host="127.0.0.1", port=5432, user="postgres", password="password", database="products",
-        min_size=3, max_size=3,
+        host="127.0.0.1",
+        port=5432,
+        user="postgres",
+        password="password",
+        database="products",
+        min_size=3,
+        max_size=3,
     ) as pool:
         names = await asyncio.gather(*(slow_lookup(pool, product_id) for product_id in range(1, 31)))
     for product_id, name in enumerate(names, start=1):

@@ -7,9 +7,7 @@ import asyncpg
 
 
 async def main() -> None:
-    conn = await asyncpg.connect(
-        host="127.0.0.1", port=5432, user="postgres", password="password", database="products"
-    )
+    conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", password="password", database="products")
     try:
         await conn.execute("INSERT INTO brand VALUES (501, 'north')")
         await conn.execute("INSERT INTO brand VALUES (502, NULL)")

@@ -7,9 +7,7 @@ import asyncpg
 
 
 async def main() -> None:
-    conn = await asyncpg.connect(
-        host="127.0.0.1", port=5432, user="postgres", password="password", database="products"
-    )
+    conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", password="password", database="products")
     found = []
     async with conn.transaction():
         async for product in conn.cursor("SELECT product_id, product_name FROM product ORDER BY product_id"):

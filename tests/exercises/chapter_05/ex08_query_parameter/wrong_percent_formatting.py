@@ -11,9 +11,7 @@ async def product_name(conn: asyncpg.Connection, product_id: int) -> str | None:
 
 
 async def main() -> None:
-    conn = await asyncpg.connect(
-        host="127.0.0.1", port=5432, user="postgres", password="password", database="products"
-    )
+    conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", password="password", database="products")
     for product_id in (7, 42, 512):
         print(f"{product_id}: {await product_name(conn, product_id)}")
     await conn.close()

@@ -8,7 +8,11 @@ import asyncpg
 
 async def main() -> None:
     conn = await asyncpg.connect(
-        host="127.0.0.1", port=5432, user="postgres", password="password", database="products",
+        host="127.0.0.1",
+        port=5432,
+        user="postgres",
+        password="password",
+        database="products",
         server_settings={"statement_timeout": "500"},
     )
     try:

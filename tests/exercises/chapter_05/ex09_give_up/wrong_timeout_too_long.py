@@ -7,9 +7,7 @@ import asyncpg
 
 
 async def main() -> None:
-    conn = await asyncpg.connect(
-        host="127.0.0.1", port=5432, user="postgres", password="password", database="products"
-    )
+    conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", password="password", database="products")
     try:
         async with asyncio.timeout(5):
             print(await conn.fetchval("SELECT 'the report', pg_sleep(3)"))

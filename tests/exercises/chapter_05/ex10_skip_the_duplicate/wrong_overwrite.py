@@ -9,9 +9,7 @@ NEW_BRANDS = [(601, "maple"), (602, "cedar"), (7, "bitter twin"), (603, "birch")
 
 
 async def main() -> None:
-    conn = await asyncpg.connect(
-        host="127.0.0.1", port=5432, user="postgres", password="password", database="products"
-    )
+    conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", password="password", database="products")
     async with conn.transaction():
         for brand_id, name in NEW_BRANDS:
             await conn.execute(
