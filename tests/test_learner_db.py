@@ -97,6 +97,7 @@ def test_an_exercise_is_judged_at_home_as_on_the_site(learner_db: int, tmp_path:
     solved = check_at_home(learner_db, "chapter_05/ex04_pool_lookups", "--solution")
     assert solved.returncode == 0, solved.stdout + solved.stderr
     assert solved.stdout.splitlines()[-1].startswith("Solved: "), solved.stdout
+    assert "Solved: Solved" not in solved.stdout
     assert "product 1: " in solved.stdout  # the program's own output comes first
     mine = tmp_path / "my_try.py"
     mine.write_text((Path(REPO_ROOT) / "code/chapter_05/ex04_pool_lookups.py").read_text())
