@@ -21,6 +21,7 @@ from .errors import PostgresUnavailable, SandboxFailed, as_clone_space_full
 from .models import (
     Duration,
     FinishedEvent,
+    Network,
     OutputEvent,
     QueriesEvent,
     QueryActivity,
@@ -53,6 +54,7 @@ class Run:
     admitted_at: float
     ready_at: float
     client: str = "local"
+    round_trip_ms: float = 0
     id: str = field(default_factory=lambda: secrets.token_hex(6))
     outcome: Outcome = field(default_factory=Outcome)
     output: list[OutputEvent] = field(default_factory=list)
@@ -68,6 +70,7 @@ class Run:
             filename=self.snippet.path,
             timeout=self.service.settings.run_timeout,
             output_limit=self.service.settings.output_limit,
+            round_trip_ms=self.round_trip_ms,
         )
         self.started = True
         yield StartedEvent(id=self.id, snippet=self.snippet.id)
@@ -121,6 +124,7 @@ class Run:
             if self.outcome.memory_peak is None or self.outcome.cpu_seconds is None
             else Resources(memory_peak_bytes=self.outcome.memory_peak, cpu_seconds=round(self.outcome.cpu_seconds, 4)),
             changes=self.changes,
+            network=Network(round_trip_ms=self.round_trip_ms),
         )
 
     def summary(self) -> RunSummary:

@@ -95,6 +95,8 @@ class Job:
     timeout: float
     output_limit: int
     limits: Limits = field(default_factory=Limits)
+    round_trip_ms: float = 0
+    """A simulated network round trip on each database connection (runner/round_trip.py)."""
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -213,6 +215,7 @@ class Sandbox:
             "filename": job.filename,
             "connect": {**self.database.address.connect_kwargs(), "host": GATE_HOST},
             "limits": _rlimits(job.limits, per_run_pids=self.cgroup is not None),
+            "round_trip_ms": job.round_trip_ms,
         }
         self.child.send_job(json.dumps(payload).encode())
         tasks = [
