@@ -984,7 +984,7 @@ function speedup(items, roundTrip) {
     : "on a local socket a query hardly waits, so the work is CPU-bound and the concurrent half shares the cores with the database";
   const next = roundTrip === ROUND_TRIPS_MS[ROUND_TRIPS_MS.length - 1] ? "run it again when the machine is quieter"
     : "choose a longer simulated network round trip and run it again";
-  return `concurrent and sequential took about as long ${both}: ${why}; ${next}`;
+  return `concurrent was not clearly faster than sequential ${both}: ${why}; ${next}`;
 }
 
 // The width the charts are shown at, in CSS pixels: the viewBox uses it too.
