@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from runner.models import RunRequest
+from runner.openapi import openapi_schema
 from runner.round_trip import ROUND_TRIPS_MS, DelayedDelivery, PreciseTimers, delayed, unwrap
 from runner.settings import REPO_ROOT
 
@@ -153,6 +154,17 @@ def test_the_request_offers_exactly_the_defined_round_trips() -> None:
     assert schema["enum"] == list(ROUND_TRIPS_MS) and schema["default"] == 0
     for value in ROUND_TRIPS_MS:
         assert RunRequest(snippet="a", network_rtt_ms=value).network_rtt_ms == value
+
+
+def test_the_api_document_offers_them_and_every_result_says_which_was_used() -> None:
+    schemas = openapi_schema()["components"]["schemas"]
+    offered = schemas["RunRequest"]["properties"]["network_rtt_ms"]
+    assert offered["enum"] == list(ROUND_TRIPS_MS) and offered["type"] == "number"
+    assert "network_rtt_ms" not in schemas["RunRequest"].get("required", [])
+    for answer in ("RunSummary", "FinishedEvent"):
+        assert schemas[answer]["properties"]["network"]["$ref"] == "#/components/schemas/Network"
+        assert "network" in schemas[answer]["required"]
+    assert schemas["Network"]["properties"]["round_trip_ms"]["type"] == "number"
 
 
 def test_the_widget_offers_the_same_round_trips() -> None:

@@ -980,9 +980,9 @@ function speedup(items, roundTrip) {
   const both = `(${seconds(conc.seconds)} against ${seconds(seq.seconds)})`;
   if (r >= CLEAR_SPEEDUP) return `concurrent was ${times(r)} faster than sequential ${both}`;
   const why = roundTrip
-    ? `with a ${roundTrip} ms round trip the queries still wait less than they compute, and this machine is busy`
+    ? `a ${roundTrip} ms round trip is still short next to the computing, or the runner is busy with other runs`
     : "on a local socket a query hardly waits, so the work is CPU-bound and the concurrent half shares the cores with the database";
-  const next = roundTrip === ROUND_TRIPS_MS[ROUND_TRIPS_MS.length - 1] ? "run it again when the machine is quieter"
+  const next = roundTrip === ROUND_TRIPS_MS[ROUND_TRIPS_MS.length - 1] ? "run it again in a moment"
     : "choose a longer simulated network round trip and run it again";
   return `concurrent was not clearly faster than sequential ${both}: ${why}; ${next}`;
 }
