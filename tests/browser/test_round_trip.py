@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import Locator, Page, expect
 
+from bench.round_trip import READERS_CODE, READERS_SNIPPET
 from runner.round_trip import ROUND_TRIPS_MS
 
 CHAPTER = "/chapter-05/"
@@ -25,25 +26,6 @@ POOL = "chapter_05/03_pool"
 LONGEST = ROUND_TRIPS_MS[-1]
 MEASURED_RUNS = 2
 LOAD_RUNS = 2
-# Another reader's run: three connections looking up products, each about a hundred times a second, until stopped.
-LOAD_CODE = """
-import asyncio
-import asyncpg
-
-
-async def reader(pool):
-    while True:
-        await pool.fetchval("SELECT product_name FROM product WHERE product_id = $1", 100)
-        await asyncio.sleep(0.01)
-
-
-async def main():
-    async with asyncpg.create_pool(min_size=3, max_size=3) as pool:
-        await asyncio.gather(*(reader(pool) for _ in range(3)))
-
-
-asyncio.run(main())
-"""
 
 
 def sample(page: Page, snippet: str) -> Locator:
@@ -130,7 +112,7 @@ def test_a_small_speed_up_is_explained_not_announced(page: Page, runner_url: str
 
 @contextlib.contextmanager
 def other_runs(url: str, count: int) -> Iterator[None]:
-    """`count` runs of another reader's code, started and running until the block ends (then cancelled)."""
+    """`count` runs of other readers' code (bench.round_trip.READERS_CODE), running until the block ends."""
     with contextlib.ExitStack() as stack:
         client = stack.enter_context(httpx.Client(base_url=url, timeout=60))
         lines = []  # held: a line iterator that is let go closes its response, and the run is cancelled
@@ -139,7 +121,7 @@ def other_runs(url: str, count: int) -> Iterator[None]:
                 client.stream(
                     "POST",
                     "/api/runs",
-                    json={"snippet": POOL, "code": LOAD_CODE},
+                    json={"snippet": READERS_SNIPPET, "code": READERS_CODE},
                     headers={"accept": "application/x-ndjson"},
                 )
             )
