@@ -68,7 +68,8 @@ test: $(STAMP) system-packages lint
 # Content work (pages, samples, lessons): the checks that concern it, with no system
 # packages and no browser (about a minute).
 CONTENT_TESTS := tests/test_docs.py tests/test_samples.py tests/test_notebook.py tests/test_expected.py \
-	tests/test_lessons.py tests/test_maintainer_mistakes.py tests/test_new_lesson.py
+	tests/test_lessons.py tests/test_maintainer_mistakes.py tests/test_new_lesson.py \
+	tests/test_exercises.py tests/test_exercise_checks.py
 test-content: $(STAMP)
 	$(PY) -m ruff check code
 	$(PY) -m pytest $(CONTENT_TESTS)
