@@ -3,7 +3,8 @@
 Unlike the closed-loop throughput clients, the burst is open-loop: request `i` of
 `count` leaves at `i * window / count` seconds whatever the answers so far, each on
 a connection of its own (one attendee, one browser). A 429 is a refusal the
-attendee sees: it is counted, never retried. The paced section is one reader
+attendee sees: it is counted, never retried. Runs are streamed as the widget asks
+for them, so a run waiting in line is told its place (`queued` events). The paced section is one reader
 pressing Run again every `interval` seconds (or as soon as the answer arrives when
 that takes longer), the pool having no untimed pause to refill in.
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from .runs import RunFigures, RunResult, post_run, post_run_async
+from .runs import RunFigures, RunResult, post_run, stream_run_async
 
 LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=0)
 
@@ -41,6 +42,15 @@ class BurstSample(RunFigures):
     def errors(self) -> int:
         return sum(1 for r in self.results if r.error)
 
+    @property
+    def queued(self) -> int:
+        """Runs that waited in line and were told their place."""
+        return sum(1 for r in self.results if r.places)
+
+    @property
+    def deepest(self) -> int:
+        return max((max(r.places) for r in self.results if r.places), default=0)
+
 
 async def _burst(url: str, body: dict[str, str], count: int, window: float) -> BurstSample:
     sample = BurstSample(count, window)
@@ -49,7 +59,7 @@ async def _burst(url: str, body: dict[str, str], count: int, window: float) -> B
 
         async def attendee(index: int) -> RunResult:
             await asyncio.sleep(max(0.0, began + index * window / count - time.perf_counter()))
-            return await post_run_async(client, body)
+            return await stream_run_async(client, body)
 
         sample.results = list(await asyncio.gather(*(attendee(i) for i in range(count))))
         sample.last_answer = time.perf_counter() - began

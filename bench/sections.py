@@ -261,6 +261,11 @@ def print_burst(plan: Plan, results: Results) -> None:
     report.table(rows)
     print("  p50/p95: client latency of the runs that finished ok; last answer: from the first click")
     for sample in results.bursts:
+        print(
+            f"  {sample.count} runs: {sample.queued} waited in line and were told their place "
+            f"(deepest: {sample.deepest})"
+        )
+    for sample in results.bursts:
         if sample.errors:
             print(f"  first error ({sample.count} runs): {sample.first_error()}")
     paced = results.paced

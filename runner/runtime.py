@@ -137,6 +137,7 @@ class Runtime:
             size=self.settings.pool_size,
             refill_concurrency=self.settings.pool_refill,
             prepare_concurrency=max(1, round(cpus_available())),
+            max_size=max(self.settings.pool_size, self.settings.max_concurrent_runs) if self.settings.pool_size else 0,
         )
         self.pool.fill()
         self.service = RunService(self.settings, self.pool)
