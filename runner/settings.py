@@ -97,6 +97,13 @@ class Settings:
     run_cpus: float = _setting(
         "WORKSHOP_RUN_CPUS", 1.0, "CPU cores one run may use at most, across its processes (cgroup limit)."
     )
+    fork_server: bool = _setting(
+        "WORKSHOP_FORK_SERVER",
+        False,
+        "Fork each sandbox's child from one interpreter with asyncpg imported, which builds the same layers as "
+        "bubblewrap after each fork (a fork instead of an interpreter start). Needs root and the system-call "
+        "filter; where it cannot start, bubblewrap launches sandboxes as before.",
+    )
     seccomp: bool = _setting(
         "WORKSHOP_SECCOMP",
         True,
