@@ -5,12 +5,14 @@ of the seeded database and a connection handshake; today each sandbox also pays 
 interpreter start with `import asyncpg`. Each part is timed on its own (wall time
 and the CPU it used, medians), with the runner's own code where the runner does it
 (the clone and the handshake go through `DatabaseFactory`, a whole cold sandbox
-through `Sandbox.prepare`), so the distance between a figure and its limit shows.
+through `Sandbox.prepare`, started by bubblewrap and by the fork server), so the
+distance between a figure and its limit shows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import resource
@@ -22,7 +24,9 @@ from pathlib import Path
 
 import asyncpg
 
+from runner.forkserver import ForkLauncher
 from runner.isolation import CHILD_ARGV
+from runner.process import OsSpawner
 from runner.runtime import Runtime
 from runner.sandbox import Sandbox
 from runner.settings import REPO_ROOT, Settings
@@ -135,13 +139,22 @@ async def _measure_runner_parts(sample: FloorSample, cache_dir: Path, count: int
             await factory.drop(database.name)
             drop.wall.append(time.perf_counter() - began)
             drop.cpu.append(used() - cpu)
-        cold = sample.part("cold sandbox today (Sandbox.prepare + destroy)")
-        for _ in range(count):
-            cpu, began = used(), time.perf_counter()
-            sandbox = await Sandbox.prepare(runtime.pool.env)
-            await sandbox.destroy()
-            cold.wall.append(time.perf_counter() - began)
-            cold.cpu.append(used() - cpu)
+        envs = {"bubblewrap": runtime.pool.env}
+        if isinstance(runtime.launcher, ForkLauncher):  # the runner forks its sandboxes: measure both ways
+            envs = {
+                "bubblewrap": dataclasses.replace(
+                    runtime.pool.env, launcher=runtime.launcher.bubblewrap, spawner=OsSpawner()
+                ),
+                "fork server": runtime.pool.env,
+            }
+        for way, env in envs.items():
+            cold = sample.part(f"cold sandbox, {way} (prepare + destroy)")
+            for _ in range(count):
+                cpu, began = used(), time.perf_counter()
+                sandbox = await Sandbox.prepare(env)
+                await sandbox.destroy()
+                cold.wall.append(time.perf_counter() - began)
+                cold.cpu.append(used() - cpu)
     finally:
         await runtime.stop()
         account.close()

@@ -99,7 +99,7 @@ class Settings:
     )
     fork_server: bool = _setting(
         "WORKSHOP_FORK_SERVER",
-        False,
+        True,
         "Fork each sandbox's child from one interpreter with asyncpg imported, which builds the same layers as "
         "bubblewrap after each fork (a fork instead of an interpreter start). Needs root and the system-call "
         "filter; where it cannot start, bubblewrap launches sandboxes as before.",

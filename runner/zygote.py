@@ -74,7 +74,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVA
     1 << 18,
 )
 MNT_DETACH = 2
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 1, 38, 22, 2
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 1, 4, 38, 22, 2
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
@@ -217,6 +217,9 @@ def release_streams() -> None:
 def run_child(config: dict[str, Any]) -> None:
     """In S: the runner's child program, as `python -m runner.child` would run it."""
     os.setsid()  # as bubblewrap's --new-session: no way to the terminal of anyone else
+    # dropping root made the process undumpable, its /proc files root's: as after an exec, they are its own
+    # (PID 1 stays undumpable; no other sandbox shares this PID namespace)
+    check(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")
     os.environ.clear()
     os.environ.update(config["env"])
     os.environ["WORKSHOP_EVENTS_FD"], os.environ["WORKSHOP_GATE_FD"] = str(EVENTS_FD), str(GATE_FD)
