@@ -298,7 +298,8 @@ def print_floor(results: Results) -> None:
     report.table(rows)
     parts = floor.parts
     least = sum(parts[n].cpu_median for n in FLOOR_PARTS if n in parts)
-    handshake = parts["connection handshake"].cpu_median if "connection handshake" in parts else math.nan
+    later = "connection handshake, a later one"
+    handshake = parts[later].cpu_median if later in parts else math.nan
     pool_floor = least + (POOL_CONNECTIONS - 1) * handshake
     print(
         f"  floor of a run (fork + namespaces, clone, one handshake, drop): {ms(least)} of CPU, before the "

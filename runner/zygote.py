@@ -33,15 +33,16 @@ import ctypes
 import errno
 import fcntl
 import gc
+import importlib.util
 import json
 import os
 import platform
-import runpy
 import select
 import signal
 import socket
 import struct
 import sys
+import types
 from typing import Any
 
 # warm-up: what every sandbox's child imports, done once here
@@ -50,6 +51,12 @@ import asyncpg  # noqa: F401
 import runner.gate
 import runner.lesson
 import runner.queries  # noqa: F401
+
+CHILD_SPEC = importlib.util.find_spec("runner.child")
+assert CHILD_SPEC is not None and CHILD_SPEC.loader is not None and CHILD_SPEC.origin is not None
+CHILD_CODE = CHILD_SPEC.loader.get_code("runner.child")  # type: ignore[attr-defined]
+CHILD_ORIGIN: str = CHILD_SPEC.origin
+"""The child program, compiled once here (the sandbox cannot write bytecode next to it)."""
 
 CONFIG_ENV = "WORKSHOP_ZYGOTE_CONFIG"
 CHILD_FDS = 5
@@ -224,8 +231,11 @@ def run_child(config: dict[str, Any]) -> None:
     os.environ.update(config["env"])
     os.environ["WORKSHOP_EVENTS_FD"], os.environ["WORKSHOP_GATE_FD"] = str(EVENTS_FD), str(GATE_FD)
     os.chdir("/tmp")
-    sys.argv = ["-m"]
-    runpy.run_module("runner.child", run_name="__main__", alter_sys=True)
+    main = types.ModuleType("__main__")  # what `python -m runner.child` runs: the module as __main__
+    main.__file__, main.__spec__ = CHILD_ORIGIN, CHILD_SPEC
+    sys.modules["__main__"] = main
+    sys.argv = [CHILD_ORIGIN]
+    exec(CHILD_CODE, main.__dict__)
 
 
 # -- the server -------------------------------------------------------------------------------------
