@@ -181,6 +181,7 @@ def init(config: dict[str, Any], bpf: bytes | None, root: str) -> None:
     libc.sethostname(b"sandbox", 7)
     loopback_up()
     drop_privileges(config["uid"], bpf)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # a change of uid cleared it: C's end is this one's
     child = os.fork()
     if child == 0:
         return  # S: back to main(), which runs the child program

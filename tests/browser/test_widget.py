@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -342,6 +343,7 @@ def test_a_run_waiting_in_line_shows_its_place(page: Page, runner_url: str) -> N
     holding = "print('holding', flush=True)\nimport time\ntime.sleep(25)\n"
     page.goto(runner_url + CHAPTER)
     block = sample(page, "chapter_05/01_connect")
+    streams: list[Iterator[str]] = []
     with contextlib.ExitStack() as holders, httpx.Client(base_url=runner_url, timeout=60) as client:
         for _ in range(slots):
             response = holders.enter_context(
@@ -353,7 +355,8 @@ def test_a_run_waiting_in_line_shows_its_place(page: Page, runner_url: str) -> N
                 )
             )
             assert response.status_code == 200
-            assert any("holding" in line for line in response.iter_lines()), "a holding run ended early"
+            streams.append(response.iter_lines())  # kept: a stream let go is a reader gone, its run cancelled
+            assert any("holding" in line for line in streams[-1]), "a holding run ended early"
         run_button(block).click()
         expect(status(block)).to_have_text(re.compile(r"^Waiting: 1st in line \(about \d+ s\)$"))
     # the holders went away, their runs were cancelled: the reader's run gets a slot
