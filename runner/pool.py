@@ -1,9 +1,13 @@
 """Sandboxes prepared ahead of time, each used once.
 
 With a size of 0 every run prepares its own sandbox (the cold path). Otherwise the
-pool keeps at least `size` ready, more when recent demand was higher (the runs
-taken in the last `DEMAND_WINDOW` seconds, up to `max_size`), and refills in the
-background after each run, with at most `refill_concurrency` preparations at once.
+pool keeps at least `size` ready, more when recent demand was higher: the most
+runs that wanted a sandbox at once (running or waiting) in the last `DEMAND_WINDOW`
+seconds, or the sandboxes taken while one is prepared (the recent rate of takes
+times a preparation's recent duration, and half again), up to `max_size`. A reader
+running sample after sample keeps the pool small; a room pressing Run at once grows
+it for the next burst. The pool refills in the background after each run, with at
+most `refill_concurrency` preparations at once.
 
 A run that finds the pool empty waits for the next sandbox ready, first come first
 served; while runs wait, up to `prepare_concurrency` sandboxes are prepared at once
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -32,8 +37,12 @@ RELEASE_DELAY = 0.05
 """Seconds between a run's end and the clean-up and refill it triggers (2 cores: the answer goes out first)."""
 RETRY_DELAY = 1.0
 """Seconds before a failed preparation is retried (do not spin while the database is down)."""
-DEMAND_WINDOW = 10.0
-"""Seconds of recent takes the pool sizes itself by: a workshop's burst keeps it large for a while."""
+DEMAND_WINDOW = 60.0
+"""Seconds of recent demand the pool sizes itself by: a workshop's burst keeps it large for the next one."""
+RATE_WINDOW = 5.0
+"""Seconds over which the rate of takes is counted."""
+RATE_MARGIN = 1.5
+"""Ready sandboxes kept per one taken, on average, while another is prepared."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,10 @@ class SandboxPool:
         """Preparations at once while runs wait: a burst is prepared a few at a time, first come first served,
         instead of every interpreter start slowing every other down on a few cores."""
         self._waiters: deque[asyncio.Future[Sandbox]] = deque()
-        self._takes: deque[float] = deque()
+        self._demand: deque[tuple[float, int]] = deque()
+        """(when, how many runs wanted a sandbox at once then), one entry per take, oldest first."""
+        self._prepare_seconds = 0.1
+        """A preparation's recent duration (wall clock)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._leaving: set[Sandbox] = set()
         """Sandboxes handed back or discarded and not yet destroyed: close() destroys any a task never got to."""
@@ -89,9 +101,13 @@ class SandboxPool:
     def target(self) -> int:
         """Sandboxes to keep ready: the configured size, or recent demand when that was higher."""
         horizon = self.clock() - DEMAND_WINDOW
-        while self._takes and self._takes[0] < horizon:
-            self._takes.popleft()
-        return max(self.size, min(self.max_size, len(self._takes)))
+        while self._demand and self._demand[0][0] < horizon:
+            self._demand.popleft()
+        now = self.clock()
+        peak = max((wanted for _, wanted in self._demand), default=0)
+        rate = sum(1 for when, _ in self._demand if when >= now - RATE_WINDOW) / RATE_WINDOW
+        during_preparation = math.ceil(rate * self._prepare_seconds * RATE_MARGIN)
+        return max(self.size, min(self.max_size, max(peak, during_preparation)))
 
     def state(self) -> PoolState:
         return PoolState(
@@ -108,7 +124,7 @@ class SandboxPool:
         A caller that goes away while it waits leaves the line; a sandbox handed to it
         meanwhile goes to the next caller or back to the pool.
         """
-        self._takes.append(self.clock())
+        self._demand.append((self.clock(), self.busy + len(self._waiters) + 1))
         if self._ready:
             sandbox = self._ready.pop(0)  # the refill waits for release(): it would compete with this run
         else:
@@ -177,6 +193,7 @@ class SandboxPool:
             self._spawn(self._prepare_one())
 
     async def _prepare_one(self) -> None:
+        began = self.clock()
         try:
             sandbox = await Sandbox.prepare(self.env)
         except Exception as error:
@@ -195,6 +212,7 @@ class SandboxPool:
             raise
         self._preparing -= 1
         self.failures = 0
+        self._prepare_seconds = 0.8 * self._prepare_seconds + 0.2 * (self.clock() - began)
         if self._closed:
             await sandbox.destroy()
             return

@@ -67,18 +67,34 @@ async def test_a_burst_on_an_empty_pool_is_served_first_come_first_served_a_few_
     assert_nothing_left(env)
 
 
-async def test_the_pool_grows_with_recent_demand_and_shrinks_back_when_it_passes() -> None:
+async def test_the_pool_grows_with_the_runs_wanted_at_once_and_shrinks_back_when_that_passes() -> None:
     clock = Clock()
     env = make_env()
     pool = SandboxPool(env, size=1, refill_concurrency=2, max_size=4, clock=clock)
+    for _ in range(5):  # one reader, one run after the other, slowly: one sandbox at a time is enough
+        pool.release(await asyncio.wait_for(pool.take(), 5))
+        clock.now += pool_module.RATE_WINDOW
     assert pool.target() == 1
     boxes = await asyncio.wait_for(asyncio.gather(*(pool.take() for _ in range(6))), 5)
-    assert pool.target() == 4  # six taken within the window, capped at the most
+    assert pool.target() == 4  # six at once (a room pressing Run), capped at the most
     for box in boxes:
         pool.release(box)
     await asyncio.wait_for(_until(lambda: pool.state().settled and pool.ready == 4), 5)
     clock.now += pool_module.DEMAND_WINDOW + 1
     assert pool.target() == 1
+
+
+async def test_a_fast_reader_keeps_as_many_ready_as_are_taken_while_one_is_prepared() -> None:
+    clock = Clock()
+    env = make_env()
+    pool = SandboxPool(env, size=1, max_size=8, clock=clock)
+    for _ in range(20):  # a run every 0.1 s for 2 s: 4 a second
+        pool.release(await asyncio.wait_for(pool.take(), 5))
+        clock.now += 0.1
+    pool._prepare_seconds = 0.5  # a preparation takes half a second: two are taken meanwhile, and half again
+    assert pool.target() == 3
+    await pool.close()
+    assert_nothing_left(env)
     await pool.close()
     assert_nothing_left(env)
 
