@@ -279,6 +279,26 @@ class ForkSpawner:
     def __init__(self, server: ForkServer) -> None:
         self.server = server
 
+    async def probe(self) -> str | None:
+        """Fork one sandbox and see it ready (a container may refuse the namespaces); None, or why not."""
+        try:
+            child = await self.spawn(ForkLauncher(self.server.bubblewrap))
+        except (ForkServerFailed, OSError) as error:
+            return f"the fork server cannot start a sandbox: {error}"
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                line = await child.events.readline()
+                if b'"ready"' not in line:
+                    detail = (await child.stderr.read(2000)).decode(errors="replace").strip()
+                    return f"a forked sandbox did not start: {detail or 'no output'}"
+                child.send_job(b"")  # nothing to run: it exits
+                code = await child.wait()
+        except (TimeoutError, ForkServerFailed, ValueError):
+            return "a forked sandbox did not answer"
+        finally:
+            await child.close()
+        return None if code == 0 else f"a forked sandbox exited with {code}"
+
     async def spawn(self, launcher: Launcher) -> ForkChild:
         loop = asyncio.get_running_loop()
         ours: list[Any] = []

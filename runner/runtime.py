@@ -180,9 +180,13 @@ class Runtime:
             except (ForkServerFailed, OSError) as error:
                 problem = str(error)
             else:
-                self.fork_server = server
-                self.launcher = ForkLauncher(bubblewrap)
-                return ForkSpawner(server)
+                spawner = ForkSpawner(server)
+                problem = await spawner.probe()
+                if problem is None:
+                    self.fork_server = server
+                    self.launcher = ForkLauncher(bubblewrap)
+                    return spawner
+                await server.close()
         log.warning("sandboxes start with bubblewrap, not the fork server: %s", problem)
         return None
 

@@ -9,8 +9,9 @@ from typing import Any
 import psutil
 import pytest
 
+from runner import forkserver
 from runner.forkserver import can_fork_sandboxes
-from runner.isolation import scrubbed_env
+from runner.isolation import BubblewrapLauncher, scrubbed_env
 
 from .conftest import LiveRunner
 
@@ -94,3 +95,22 @@ def memory_holds(pid: int, needle: bytes) -> bool:
             except OSError:
                 continue
     return False
+
+
+@pytest.mark.anyio
+async def test_a_fork_server_whose_sandboxes_cannot_start_is_found_out_before_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As in a container that refuses the namespaces: the runner must fall back to bubblewrap, not fail runs."""
+    if can_fork_sandboxes() is not None:
+        pytest.skip(f"no fork server here: {can_fork_sandboxes()}")
+    bubblewrap = BubblewrapLauncher()
+    assert bubblewrap.probe() is None
+    monkeypatch.setattr(forkserver, "layout", lambda: [["bind", "/nonexistent-for-the-test"]])
+    server = forkserver.ForkServer(bubblewrap)
+    await server.start()
+    try:
+        problem = await forkserver.ForkSpawner(server).probe()
+    finally:
+        await server.close()
+    assert problem is not None and "did not start" in problem, problem
