@@ -29,6 +29,7 @@ from typing import Any
 
 import psutil
 
+from .errors import SandboxFailed
 from .isolation import CHILD_ARGV, SANDBOX_UID, SHM_SIZE, TMP_SIZE, BubblewrapLauncher, Launcher, scrubbed_env
 from .process import MAX_EVENT_LINE, _group_alive
 from .settings import REPO_ROOT
@@ -40,8 +41,8 @@ START_TIMEOUT = 20.0
 CHILD_FDS = 5
 
 
-class ForkServerFailed(RuntimeError):
-    """The fork server did not start or stopped answering."""
+class ForkServerFailed(SandboxFailed):
+    """The fork server did not start or stopped answering (a run that needed it gets a 503)."""
 
 
 def layout() -> list[list[str]]:
@@ -83,6 +84,8 @@ class ForkServer:
 
     async def start(self) -> None:
         """Start the server and wait for its `ready`; raise ForkServerFailed (after cleaning up) if it does not come."""
+        self._spawning.clear()  # a restart: what the last server owed has failed already
+        self._exits.clear()
         runner_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._control = runner_end
         self._root = Path(tempfile.mkdtemp(prefix="workshop-sandbox-root-"))
@@ -178,6 +181,10 @@ class ForkServer:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
         self._exit(pid).add_done_callback(lambda _: self.forget(pid))
+
+    @property
+    def running(self) -> bool:
+        return self._control is not None and self._reader is not None and not self._reader.done()
 
     def forget(self, pid: int) -> None:
         self._exits.pop(pid, None)
@@ -278,6 +285,17 @@ class ForkSpawner:
 
     def __init__(self, server: ForkServer) -> None:
         self.server = server
+        self._restarting = asyncio.Lock()
+
+    async def _ensure_running(self) -> None:
+        """Start the server again if it went away (its sandboxes died with it; new ones need it)."""
+        if self.server.running:
+            return
+        async with self._restarting:
+            if not self.server.running:
+                log.warning("the fork server stopped; starting it again")
+                await self.server.close()
+                await self.server.start()
 
     async def probe(self) -> str | None:
         """Fork one sandbox and see it ready (a container may refuse the namespaces); None, or why not."""
@@ -300,6 +318,7 @@ class ForkSpawner:
         return None if code == 0 else f"a forked sandbox exited with {code}"
 
     async def spawn(self, launcher: Launcher) -> ForkChild:
+        await self._ensure_running()
         loop = asyncio.get_running_loop()
         ours: list[Any] = []
         theirs: list[int] = []

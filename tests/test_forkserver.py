@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from typing import Any
 
 import psutil
@@ -114,3 +115,20 @@ async def test_a_fork_server_whose_sandboxes_cannot_start_is_found_out_before_us
     finally:
         await server.close()
     assert problem is not None and "did not start" in problem, problem
+
+
+def test_a_fork_server_that_died_is_started_again_and_no_run_gets_a_500(live_runner: LiveRunner) -> None:
+    forked(live_runner)
+    server = live_runner.runtime.fork_server
+    assert server is not None and server.process is not None
+    dead = server.process.pid
+    os.kill(dead, signal.SIGKILL)  # its sandboxes, ready in the pool, die with it
+    statuses = []
+    for _ in range(6):  # the pool's dead sandboxes end their runs; the next ones come from a new server
+        response = live_runner.run(SNIPPET, code='print("again")')
+        assert response.status_code in (200, 503), response.text
+        statuses.append(response.json().get("status"))
+        if statuses[-1] == "ok":
+            break
+    assert statuses[-1] == "ok", statuses
+    assert server.process.pid != dead and server.running
