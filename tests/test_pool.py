@@ -108,6 +108,7 @@ async def test_a_reader_that_leaves_while_waiting_gives_its_sandbox_to_the_pool(
     await asyncio.gather(leaving, return_exceptions=True)
     await asyncio.wait_for(_until(lambda: pool.state().preparing == 0), 5)
     assert pool.ready == 1 and pool.busy == 0  # prepared for nobody now: the next reader takes it
+    assert not pool._waiters, "the reader that left still counts as waiting (and asks for another sandbox)"
     box = await pool.take()
     pool.release(box)
     await pool.close()
