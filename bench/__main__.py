@@ -22,6 +22,7 @@ from . import report, sections
 from .configurations import (
     measure_cold,
     measure_fidelity,
+    measure_floor,
     measure_layers,
     measure_seccomp,
     measure_startup,
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     attempt(results, "start to ready", measure_startup, plan, cache_dir, results)
     attempt(results, "seccomp cost", measure_seccomp, plan, cache_dir, results)
     attempt(results, "containment cost", measure_layers, plan, cache_dir, results)
+    attempt(results, "floor", measure_floor, plan, cache_dir, results)
 
     sections.print_latency(plan, results)
     sections.print_throughput(plan, results)
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     sections.print_load(plan, results)
     sections.print_seccomp(plan, results)
     sections.print_layers(plan, results)
+    sections.print_burst(plan, results)
+    sections.print_floor(results)
     report.print_targets(sections.targets(results))
 
     errors = results.run_errors()

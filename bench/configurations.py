@@ -12,13 +12,16 @@ from pathlib import Path
 
 import httpx
 
+from .burst import burst, paced
+from .cpu import CpuAccount
 from .fidelity import Comparison, LearnerDatabase, direct, through_runner
+from .floor import measure as measure_floor_parts
 from .latency import sequential
 from .layers import measure as measure_layer_costs
 from .plan import HI, POOL, Plan, Results
 from .report import secs
 from .seccomp import measure as measure_seccomp_settings
-from .server import RunnerProcess
+from .server import RunnerProcess, wait_for_cluster_lock
 from .startup import measure_starts
 from .throughput import sustain
 
@@ -50,7 +53,17 @@ def measure_cold(plan: Plan, cache_dir: Path, results: Results) -> None:
 def measure_warm(plan: Plan, cache_dir: Path, results: Results) -> None:
     size = results.warm_size
     progress(f"warm pool: runner with WORKSHOP_POOL_SIZE={size}")
-    with RunnerProcess(cache_dir, size) as runner:
+    cpu = CpuAccount()
+    results.cpu_method = cpu.method
+    try:
+        _measure_warm(plan, cache_dir, results, cpu)
+    finally:
+        cpu.close()
+
+
+def _measure_warm(plan: Plan, cache_dir: Path, results: Results, cpu: CpuAccount) -> None:
+    size = results.warm_size
+    with RunnerProcess(cache_dir, size, cpu=cpu) as runner:
         runner.start()
         with httpx.Client(base_url=runner.url, timeout=120.0) as client:
 
@@ -63,10 +76,28 @@ def measure_warm(plan: Plan, cache_dir: Path, results: Results) -> None:
                 )
             progress(f"throughput: {plan.clients} clients for {plan.throughput_seconds:g} s")
             refill()
+            used = cpu.seconds()
             results.throughput = sustain(runner.url, POOL, clients=plan.clients, seconds=plan.throughput_seconds)
+            used = cpu.seconds() - used
+            results.saturation_cpu = used / max(1, results.throughput.completed)
             progress(f"load: {plan.load_clients} clients for {plan.load_seconds:g} s")
             refill()
             results.load = sustain(runner.url, POOL, clients=plan.load_clients, seconds=plan.load_seconds)
+            for count, window in plan.bursts:
+                progress(f"burst: {count} runs within {window:g} s")
+                refill()
+                results.bursts.append(burst(runner.url, POOL, count=count, window=window))
+            progress(f'paced: print("hi") every {plan.paced_interval * 1000:g} ms, {plan.paced_runs} runs')
+            refill()
+            results.paced = paced(client, HI, count=plan.paced_runs, interval=plan.paced_interval)
+
+
+def measure_floor(plan: Plan, cache_dir: Path, results: Results) -> None:
+    progress("floor: forks, interpreter starts, clones and handshakes, each alone")
+    wait_for_cluster_lock(cache_dir, "runner-pg", timeout=60)
+    results.floor = measure_floor_parts(
+        cache_dir, forks=plan.floor_forks, starts=plan.floor_starts, clones=plan.floor_clones
+    )
 
 
 def measure_fidelity(plan: Plan, cache_dir: Path, learner_cache: Path, results: Results) -> None:

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 from runner.settings import Settings
 
+from .burst import BurstSample, PacedSample
 from .fidelity import Comparison
+from .floor import FloorSample
 from .latency import LatencySample
 from .runs import HI_CODE, POOL_SNIPPET, run_body
 from .seccomp import SeccompSample
@@ -31,11 +33,18 @@ class Plan:
     fidelity_repetitions: int
     starts: int
     load_clients: int = 32
-    load_seconds: float = 20.0
+    load_seconds: float = 10.0
     seccomp_starts: int = 10
+    bursts: tuple[tuple[int, float], ...] = ((30, 1.0), (60, 2.0))
+    """(runs, seconds): a room pressing Run."""
+    paced_runs: int = 50
+    paced_interval: float = 0.07
+    floor_forks: int = 50
+    floor_starts: int = 5
+    floor_clones: int = 10
 
 
-FULL = Plan(runs=50, warmup=3, throughput_seconds=30.0, clients=8, fidelity_repetitions=3, starts=3)
+FULL = Plan(runs=50, warmup=3, throughput_seconds=20.0, clients=8, fidelity_repetitions=3, starts=3)
 QUICK = Plan(
     runs=5,
     warmup=1,
@@ -46,6 +55,10 @@ QUICK = Plan(
     load_clients=16,
     load_seconds=3.0,
     seccomp_starts=2,
+    paced_runs=10,
+    floor_forks=10,
+    floor_starts=2,
+    floor_clones=3,
 )
 
 HI = run_body(POOL_SNIPPET, HI_CODE)
@@ -65,6 +78,12 @@ class Results:
     seccomp: SeccompSample | None = None
     layers: dict[str, tuple[LatencySample, list[str]]] | None = None
     """The same figures with the system-call filter and without it."""
+    bursts: list[BurstSample] = dataclasses.field(default_factory=list)
+    paced: PacedSample | None = None
+    saturation_cpu: float = float("nan")
+    """CPU seconds (runner, PostgreSQL, sandboxes) per completed run during the throughput section."""
+    cpu_method: str = "not measured"
+    floor: FloorSample | None = None
     admission: str = "unknown"
     """The runner's queue/concurrency settings as its health endpoint reports them."""
     failures: list[str] = dataclasses.field(default_factory=list)
@@ -77,6 +96,8 @@ class Results:
         errors += sum(len(c.errors) for c in (self.via_runner, self.via_direct) if c)
         errors += self.seccomp.run_errors if self.seccomp else 0
         errors += sum(sample.errors for sample, _ in (self.layers or {}).values())
+        errors += sum(sample.errors for sample in self.bursts)
+        errors += self.paced.errors if self.paced else 0
         return errors
 
 

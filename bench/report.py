@@ -18,12 +18,18 @@ HEADINGS = (
     "== 5. Load ==",
     "== 6. Seccomp cost ==",
     "== 7. Containment cost ==",
+    "== 8. Workshop burst ==",
+    "== 9. CPU per run and the floor ==",
     "== Targets ==",
 )
-SEQUENTIAL, THROUGHPUT, FIDELITY, STARTUP, LOAD, SECCOMP, CONTAINMENT, TARGETS = HEADINGS
+SEQUENTIAL, THROUGHPUT, FIDELITY, STARTUP, LOAD, SECCOMP, CONTAINMENT, BURST, FLOOR, TARGETS = HEADINGS
 
 PEERS = "peers per run: Codapi (Docker per run) 250-540 ms, Piston 154 ms, Judge0 ~500 ms"
 BOOK = "book (pool of 6): sequential 21.8 s / concurrent 4.8 s = 4.5x"
+BURST_BEFORE = (
+    "before the burst work (one client, defaults): 30 in 1 s: 30 ok, p95 2.34 s; 60 in 2 s: 44 ok, 16 refused, "
+    "p95 3.31 s"
+)
 MACHINE = "design's 2-core figures: import asyncpg ~100 ms, bubblewrap ~5 ms, clone of the seeded db 50-150 ms"
 
 

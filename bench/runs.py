@@ -7,6 +7,7 @@ A 429 is "busy", not an error: it is the runner's admission control working.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,8 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     retry_after: float | None = None
     detail: str = ""
+    places: list[int] = field(default_factory=list)
+    """Places in line the runner streamed while the run waited (`queued` events)."""
 
     @property
     def ok(self) -> bool:
@@ -92,6 +95,36 @@ async def post_run_async(client: httpx.AsyncClient, body: dict[str, str]) -> Run
     except httpx.HTTPError as error:
         return RunResult(time.perf_counter() - began, 0, detail=f"{type(error).__name__}: {error}")
     return interpret(response, time.perf_counter() - began)
+
+
+async def stream_run_async(client: httpx.AsyncClient, body: dict[str, str]) -> RunResult:
+    """As the widget asks: streamed events, the summary from `finished`; `queued` events are counted."""
+    began = time.perf_counter()
+    places: list[int] = []
+    try:
+        async with client.stream("POST", "/api/runs", json=body, headers={"accept": "application/x-ndjson"}) as answer:
+            if answer.status_code != 200:
+                await answer.aread()
+                return interpret(answer, time.perf_counter() - began)
+            finished: dict[str, Any] | None = None
+            async for line in answer.aiter_lines():
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("event") == "queued":
+                    places.append(int(event["position"]))
+                elif event.get("event") == "finished":
+                    finished = event
+    except (httpx.HTTPError, ValueError) as error:
+        return RunResult(time.perf_counter() - began, 0, detail=f"{type(error).__name__}: {error}")
+    latency = time.perf_counter() - began
+    if finished is None:
+        return RunResult(latency, 200, detail="the stream ended without a finished event", places=places)
+    result = RunResult(latency, 200, finished.get("status"), places=places)
+    result.duration = {key: float(value) for key, value in (finished.get("duration") or {}).items()}
+    if not result.ok:
+        result.detail = str(finished.get("reason") or finished)[:300]
+    return result
 
 
 class RunFigures:

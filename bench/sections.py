@@ -230,6 +230,89 @@ def print_layers(plan: Plan, results: Results) -> None:
     print("  target: the per-run cgroup adds at most 2 ms to the warm p50", flush=True)
 
 
+POOL_CONNECTIONS = 6
+"""Connections chapter_05/03_pool opens (a pool of min_size 6), each a handshake with a new backend."""
+FLOOR_PARTS = ("fork + unshare", "database clone", "connection handshake", "drop")
+"""What every run must pay at the least with a fork server: the parts the floor sums."""
+
+
+def print_burst(plan: Plan, results: Results) -> None:
+    report.heading(
+        report.BURST,
+        f"(03_pool published, open-loop: each run on its own connection, sent evenly over the window, "
+        f"warm pool {results.warm_size}; a 429 is a refusal, never retried)",
+    )
+    if not results.bursts:
+        print("  not measured")
+        return
+    rows = [["", "ok", "refused", "errors", "p50", "p95", "last answer", "goal"]]
+    for sample in results.bursts:
+        goal = "0 refused, p95 <= 600 ms" if sample.count <= 30 else "0 refused"
+        rows.append(
+            [
+                f"{sample.count} runs within {sample.window:g} s",
+                str(sample.completed),
+                str(sample.refused),
+                str(sample.errors),
+                ms(sample.p50),
+                ms(sample.p95),
+                secs(sample.last_answer),
+                goal,
+            ]
+        )
+    report.table(rows)
+    print("  p50/p95: client latency of the runs that finished ok; last answer: from the first click")
+    for sample in results.bursts:
+        print(
+            f"  {sample.count} runs: {sample.queued} waited in line and were told their place "
+            f"(deepest: {sample.deepest})"
+        )
+    for sample in results.bursts:
+        if sample.errors:
+            print(f"  first error ({sample.count} runs): {sample.first_error()}")
+    paced = results.paced
+    if paced is not None:
+        print(
+            f'  one reader, print("hi") every {paced.interval * 1000:g} ms ({len(paced.results)} runs): '
+            f"p50 {ms(paced.p50)}, p95 {ms(paced.p95)}, errors {paced.errors}; goal p95 < 20 ms, p50 <= 5 ms"
+        )
+        if paced.errors:
+            print(f"  first error: {paced.first_error()}")
+    print(f"  {report.BURST_BEFORE}", flush=True)
+
+
+def print_floor(results: Results) -> None:
+    report.heading(report.FLOOR, "(CPU of the runner, its PostgreSQL and the sandboxes together)")
+    tp = results.throughput
+    print(
+        f"  at saturation ({tp.clients if tp else 'n/a'} clients, {num(tp.runs_per_second) if tp else 'n/a'} runs/s): "
+        f"{ms(results.saturation_cpu)} of CPU per run; goal <= 50 ms (method: {results.cpu_method})"
+    )
+    floor = results.floor
+    if floor is None:
+        print("  floor not measured")
+        return
+    rows = [["part (medians, each alone)", "wall", "CPU"]]
+    for name, part in floor.parts.items():
+        rows.append([name, ms(part.wall_median), ms(part.cpu_median)])
+    report.table(rows)
+    parts = floor.parts
+    least = sum(parts[n].cpu_median for n in FLOOR_PARTS if n in parts)
+    later = "connection handshake, a later one"
+    handshake = parts[later].cpu_median if later in parts else math.nan
+    pool_floor = least + (POOL_CONNECTIONS - 1) * handshake
+    print(
+        f"  floor of a run (fork + namespaces, clone, one handshake, drop): {ms(least)} of CPU, before the "
+        f"sample's own work and the HTTP answer; 03_pool opens {POOL_CONNECTIONS} connections: {ms(pool_floor)}"
+    )
+    print(
+        f"  saturation measured {ms(results.saturation_cpu)} a run of 03_pool, "
+        f"{num(ratio(results.saturation_cpu, pool_floor))}x its floor; the goal (50 ms) is "
+        f"{num(ratio(0.050, pool_floor))}x that floor"
+    )
+    print(f"  the runner's parts' CPU read by {floor.method}", flush=True)
+
+
 def fidelity_difference(results: Results) -> float:
     """Percent by which the runner's ratio differs from the direct one."""
     if results.via_runner is None or results.via_direct is None:
@@ -260,7 +343,41 @@ def targets(results: Results) -> list[Target]:
         ),
         Target("fidelity seq/conc ratio", "within 10%", _percent(difference), at_most(abs(difference), 10.0)),
         Target("start to ready (worst of starts)", "<= 3 s", secs(start), at_most(start, 3.0)),
+        *burst_targets(results),
     ]
+
+
+def burst_targets(results: Results) -> list[Target]:
+    """The workshop burst's goals (30 runs in 1 s, 60 in 2 s, saturation, CPU per run, a paced reader)."""
+    nan = float("nan")
+    found: list[Target] = []
+    for sample in results.bursts:
+        label = f"burst: {sample.count} runs within {sample.window:g} s"
+        refused = sample.refused + sample.errors
+        if sample.count <= 30:
+            met = at_most(sample.p95, 0.6)
+            found.append(
+                Target(
+                    label,
+                    "0 refused, p95 <= 600 ms",
+                    f"{refused} refused or failed, p95 {ms(sample.p95)}",
+                    None if met is None else met and refused == 0,
+                )
+            )
+        else:
+            found.append(Target(label, "0 refused", f"{refused} refused or failed", refused == 0))
+    tp = results.throughput
+    rate = tp.runs_per_second if tp else nan
+    found.append(Target("saturation, 03_pool", ">= 35 runs/s", f"{num(rate)} runs/s", at_least(rate, 35.0)))
+    cpu = results.saturation_cpu
+    found.append(Target("CPU per run at saturation", "<= 50 ms", ms(cpu), at_most(cpu, 0.050)))
+    paced = results.paced
+    paced_p95 = paced.p95 if paced else nan
+    found.append(Target('print("hi") every 70 ms, p95', "< 20 ms", ms(paced_p95), at_most(paced_p95, 0.020)))
+    hi_warm = results.latency.get(("hi", "warm"))
+    warm_p50 = hi_warm.p50 if hi_warm else nan
+    found.append(Target('print("hi") warm p50 (burst issue)', "<= 5 ms", ms(warm_p50), at_most(warm_p50, 0.005)))
+    return found
 
 
 def _percent(value: float) -> str:

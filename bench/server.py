@@ -22,6 +22,7 @@ import httpx
 
 from runner.lesson import REPO_ROOT
 
+from .cpu import CpuAccount
 from .processes import free_port, stop_process
 
 DEFAULT_CACHE_DIR = Path("/tmp/workshop-bench-cache")
@@ -71,8 +72,16 @@ def clean_environment(overrides: dict[str, str]) -> dict[str, str]:
 class RunnerProcess:
     """One `python -m runner serve` on a free loopback port; a context manager that always stops it."""
 
-    def __init__(self, cache_dir: Path, pool_size: int, log_name: str = "bench-runner.log") -> None:
+    def __init__(
+        self,
+        cache_dir: Path,
+        pool_size: int,
+        log_name: str = "bench-runner.log",
+        cpu: CpuAccount | None = None,
+    ) -> None:
         self.cache_dir = cache_dir
+        self.cpu = cpu
+        """Where the runner's CPU (and its PostgreSQL's, its sandboxes') is counted, when given."""
         self.pool_size = pool_size
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -102,7 +111,10 @@ class RunnerProcess:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=self.cpu.enter if self.cpu else None,  # before the runner spawns anything
         )
+        if self.cpu is not None:
+            self.cpu.watch(self.process.pid)
         try:
             with httpx.Client(base_url=self.url, timeout=2.0) as client:
                 self.wait_until_full(client, timeout)

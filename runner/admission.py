@@ -6,6 +6,10 @@ are served in turn (round robin), so a client with many queued runs delays anoth
 client's first run by one hand-over at most. Each client also has a budget of
 run-seconds per minute, charged when its runs finish: long runs count for what they
 take, not as one request.
+
+A burst (a room pressing Run at once) waits in the queue when its expected wait is
+short; the runner refuses (429 `busy`) only when the wait would pass `max_wait`, or
+the queue its hard bound. A waiting run is told its place in line as it moves up.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 from .errors import Refused
@@ -44,6 +48,21 @@ class _Client:
     refilled_at: float = 0.0
 
 
+@dataclass(eq=False)
+class Ticket:
+    """One request's claim on a slot: granted at once, or waiting in line."""
+
+    client: str
+    waiter: asyncio.Future[None] | None = None
+    """None when the slot was granted at once; otherwise done when it is granted."""
+    order: int = 0
+    """Arrival order among waiting tickets: the place in line is counted from it."""
+
+    @property
+    def granted(self) -> bool:
+        return self.waiter is None or (self.waiter.done() and not self.waiter.cancelled())
+
+
 class Admission:
     def __init__(
         self,
@@ -52,11 +71,14 @@ class Admission:
         share: Share,
         clock: Callable[[], float] = time.monotonic,
         on_refusal: Callable[[str], None] | None = None,
+        max_wait: float = float("inf"),
     ) -> None:
         if slots < 1:
             raise ValueError("at least one run slot is needed")
         self.slots = slots
         self.max_queue = max_queue
+        self.max_wait = max_wait
+        """Seconds a new run may expect to wait in line; beyond it the runner answers 429 `busy`."""
         self.share = share
         self.clock = clock
         self.on_refusal = on_refusal
@@ -64,18 +86,36 @@ class Admission:
         self.waiting = 0
         self._clients: OrderedDict[str, _Client] = OrderedDict()
         self._recent_run_seconds = 1.0
+        self._recent_held_seconds = 1.0
+        """A slot's recent holding time (setup and run): what the queue moves by."""
         self._grants = 0
+        self._arrivals = 0
+        self._line: dict[asyncio.Future[None], int] = {}
+        """Every waiting run's arrival order."""
+        self._moved: asyncio.Future[None] | None = None
+        """Done when the line moves (someone is granted or leaves): waiting runs then learn their new place."""
 
     # -- admission -------------------------------------------------------------------------------
 
     async def acquire(self, client: str) -> None:
-        """Wait for a slot for `client`; raises Refused (a 429) when its share or the queue is full."""
+        """Wait for a slot for `client`; raises Refused (a 429) when its share is full or the wait too long."""
+        ticket = self.enqueue(client)
+        if ticket.waiter is None:
+            return
+        try:
+            await ticket.waiter
+        except BaseException:
+            self.abandon(ticket)
+            raise
+
+    def enqueue(self, client: str) -> Ticket:
+        """A slot for `client` now, or a place in line; raises Refused (a 429) before anything waits."""
         state = self._client(client)
         self._check_budget(client, state)
         # waiters left while slots are free are waiting on their own client's share: they do not block others
         if self.running < self.slots and state.running < self.share.per_client and not state.waiting:
             self._grant(client, state)
-            return
+            return Ticket(client)
         if len(state.waiting) >= self.share.client_queue:
             self._refuse(
                 client,
@@ -84,35 +124,85 @@ class Admission:
                 "wait for them to finish",
                 self._recent_run_seconds,
             )
-        if self.waiting >= self.max_queue:
-            self._refuse(client, "busy", "the runner is busy", self.expected_wait())
+        wait = self.expected_wait()
+        if self.waiting >= self.max_queue or wait > self.max_wait:
+            self._refuse(client, "busy", f"the runner is busy (the wait would be about {wait:.0f} s)", wait)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         state.waiting.append(waiter)
         self.waiting += 1
-        try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self.release(client, 0.0)  # granted, then abandoned: give the slot on
-            elif waiter in state.waiting:
-                state.waiting.remove(waiter)
-                self.waiting -= 1
-            raise
+        self._arrivals += 1
+        self._line[waiter] = self._arrivals
+        return Ticket(client, waiter, self._arrivals)
 
-    def release(self, client: str, run_seconds: float) -> None:
-        """A run of `client` ended after `run_seconds`: charge its budget and hand the slot on."""
+    async def wait(self, ticket: Ticket) -> AsyncGenerator[int, None]:
+        """Yield the ticket's place in line (1: next) whenever it changes, until the slot is granted.
+
+        A caller that goes away (cancelled, or closing the iterator) leaves the line; one
+        whose slot was granted meanwhile gives the slot on. Once the iteration ends, the
+        slot is the caller's to release.
+        """
+        waiter = ticket.waiter
+        if waiter is None:
+            return
+        try:
+            place = 0
+            while not waiter.done():
+                now = self.place(ticket)
+                if now != place:
+                    place = now
+                    yield place
+                    continue  # the line may have moved while the caller was away: look again
+                if self._moved is None or self._moved.done():
+                    self._moved = asyncio.get_running_loop().create_future()
+                await asyncio.wait((waiter, self._moved), return_when=asyncio.FIRST_COMPLETED)
+            waiter.result()
+        except BaseException:
+            self.abandon(ticket)
+            raise
+        ticket.waiter = None  # granted and handed over: abandoning it now is a no-op
+
+    def expected_wait_at(self, place: int) -> float:
+        """Roughly how long the run at `place` in line waits: the runs up to it times a slot's holding time."""
+        return place / self.slots * self._recent_held_seconds
+
+    def abandon(self, ticket: Ticket) -> None:
+        """The ticket's request went away: leave the line, or give on a slot granted meanwhile."""
+        waiter = ticket.waiter
+        if waiter is None:
+            return
+        state = self._client(ticket.client)
+        if waiter.done() and not waiter.cancelled():
+            ticket.waiter = asyncio.get_running_loop().create_future()  # abandon once only
+            ticket.waiter.cancel()
+            self.release(ticket.client, 0.0)  # granted, then abandoned: give the slot on
+        elif waiter in state.waiting:
+            waiter.cancel()
+            state.waiting.remove(waiter)
+            self._line.pop(waiter, None)
+            self.waiting -= 1
+            self._notify_moved()
+
+    def place(self, ticket: Ticket) -> int:
+        """1 + the runs waiting that arrived before this one (the line's order; fair share may reorder it)."""
+        return 1 + sum(1 for order in self._line.values() if order < ticket.order)
+
+    def release(self, client: str, run_seconds: float, held_seconds: float | None = None) -> None:
+        """A run of `client` ended after `run_seconds` (held its slot `held_seconds`): charge it, hand the slot on."""
         state = self._client(client)
         state.running -= 1
         self.running -= 1
         state.budget -= run_seconds
         if run_seconds > 0:
             self._recent_run_seconds = 0.8 * self._recent_run_seconds + 0.2 * run_seconds
+        held = run_seconds if held_seconds is None else held_seconds
+        if held > 0:
+            self._recent_held_seconds = 0.8 * self._recent_held_seconds + 0.2 * held
         self._dispatch()
         self._forget_idle()
 
     def expected_wait(self) -> float:
-        """Roughly how long until the queue drains: waiting runs times a recent run's length."""
-        return (self.waiting + 1) / self.slots * self._recent_run_seconds
+        """Roughly how long a new arrival would wait."""
+        return self.expected_wait_at(self.waiting + 1)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -164,9 +254,15 @@ class Admission:
             _, client = min(eligible, key=lambda entry: entry[0])  # min() keeps the first of equals: arrival order
             state = self._clients[client]
             waiter = state.waiting.popleft()
+            self._line.pop(waiter, None)
             self.waiting -= 1
             self._grant(client, state)
             waiter.set_result(None)
+            self._notify_moved()
+
+    def _notify_moved(self) -> None:
+        if self._moved is not None and not self._moved.done():
+            self._moved.set_result(None)
 
     def _forget_idle(self) -> None:
         if len(self._clients) <= 1000:

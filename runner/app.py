@@ -10,8 +10,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -25,6 +28,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import __version__, errors
+from .admission import Ticket
 from .capacity import derive_slots
 from .headers import SecurityHeaders
 from .health import Part, assess, http_status
@@ -33,7 +37,9 @@ from .models import (
     ClientShare,
     CloneSpaceHealth,
     DatabaseBounds,
+    Duration,
     ErrorBody,
+    FinishedEvent,
     Health,
     HealthCause,
     IsolationHealth,
@@ -48,7 +54,7 @@ from .models import (
 )
 from .openapi import openapi_schema
 from .ratelimit import RateLimiter, retry_after_header
-from .runs import Run, collect
+from .runs import Run, RunService, collect
 from .runtime import Runtime
 from .settings import Settings
 
@@ -147,6 +153,77 @@ class RunResponse(StreamingResponse):
             self.run.close()
 
 
+@dataclass(frozen=True)
+class Pending:
+    """What is known of a run still waiting in line: enough for its `finished` event if it cannot start."""
+
+    id: str
+    snippet: str
+    edited: bool
+    queued_at: float
+
+    def failed(self, detail: str) -> FinishedEvent:
+        waited = round(time.perf_counter() - self.queued_at, 4)
+        return FinishedEvent(
+            id=self.id,
+            snippet=self.snippet,
+            edited=self.edited,
+            status="error",
+            exit_code=None,
+            reason=detail,
+            truncated=False,
+            duration=Duration(queue=waited, setup=0, run=0, total=waited),
+        )
+
+
+class QueuedRunResponse(StreamingResponse):
+    """A run that waits in line: its place as it moves up (`queued`), then the run's own events, one stream.
+
+    The answer has begun while it waits, so a failure to start afterwards (the database
+    went away) is the run's `finished` event with status "error", not an HTTP error.
+    Whatever happens to the connection, the place in line or the run is given up.
+    """
+
+    def __init__(
+        self, service: RunService, ticket: Ticket, begin: Callable[[Ticket], Awaitable[Run]], pending: Pending
+    ) -> None:
+        self.service = service
+        self.ticket = ticket
+        self.begin = begin
+        self.pending = pending
+        self.run: Run | None = None
+        super().__init__(
+            self._lines(),
+            media_type=NDJSON,
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no", "X-Run-Id": pending.id},
+        )
+
+    async def _lines(self) -> AsyncIterator[str]:
+        async for place in self.service.wait_in_line(self.ticket):
+            yield to_json(place) + "\n"
+        try:
+            self.run = await self.begin(self.ticket)
+        except errors.WorkshopError as error:
+            yield to_json(self.pending.failed(error.detail)) + "\n"
+            return
+        async for event in self.run.events():
+            yield to_json(event) + "\n"
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.run is not None:
+                self.run.close()
+            else:
+                self.service.admission.abandon(self.ticket)
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     runtime = runtime or Runtime(settings)
@@ -196,23 +273,40 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if not runtime.postgres_healthy or runtime.service is None:
             metrics.unavailable(errors.PostgresUnavailable.code)
             raise errors.PostgresUnavailable("PostgreSQL is not available right now; retry shortly")
-        try:
-            run = await runtime.service.start(snippet, code, client)  # a full queue or share: errors.Refused, a 429
-        except errors.PostgresUnavailable as error:
-            log.warning("cannot prepare a sandbox, PostgreSQL is unavailable: %s", error)
-            runtime.postgres_healthy = False  # the watchdog confirms, restarts if it can, and clears it
-            metrics.unavailable(error.code)
-            raise
-        except errors.ServiceUnavailable as error:
-            log.warning("cannot prepare a sandbox: %s", error)  # not PostgreSQL's doing: PostgreSQL stays healthy
-            part: Part = "clone_space" if isinstance(error, errors.CloneSpaceFull) else "sandbox_start"
-            runtime.troubles.note(part, error.detail)
-            metrics.unavailable(error.code)
-            raise
-        runtime.troubles.cleared()
-        run.round_trip_ms = asked.network_rtt_ms
+        service = runtime.service
+        queued_at = time.perf_counter()
+
+        run_id = secrets.token_hex(6)
+
+        async def begin(ticket: Ticket | None) -> Run:
+            try:
+                run = await service.start(snippet, code, client, ticket, queued_at, run_id)  # a full share: a 429
+            except errors.PostgresUnavailable as error:
+                log.warning("cannot prepare a sandbox, PostgreSQL is unavailable: %s", error)
+                runtime.postgres_healthy = False  # the watchdog confirms, restarts if it can, and clears it
+                metrics.unavailable(error.code)
+                raise
+            except errors.ServiceUnavailable as error:
+                log.warning("cannot prepare a sandbox: %s", error)  # not PostgreSQL's doing: PostgreSQL stays healthy
+                part: Part = "clone_space" if isinstance(error, errors.CloneSpaceFull) else "sandbox_start"
+                runtime.troubles.note(part, error.detail)
+                metrics.unavailable(error.code)
+                raise
+            runtime.troubles.cleared()
+            run.round_trip_ms = asked.network_rtt_ms
+            return run
+
+        streaming = NDJSON in request.headers.get("accept", "")
+        if streaming:
+            ticket = service.admission.enqueue(client)  # a long wait or a full share: errors.Refused, a 429
+            if not ticket.granted:  # a burst: answer at once, and tell the reader its place while it waits
+                edited = code is not None and code != snippet.code
+                return QueuedRunResponse(service, ticket, begin, Pending(run_id, snippet.id, edited, queued_at))
+            run = await begin(ticket)
+        else:
+            run = await begin(None)
         headers = {"X-Run-Id": run.id}
-        if NDJSON in request.headers.get("accept", ""):
+        if streaming:
             return RunResponse(run, headers)
         try:
             return json_response(await collect(run), headers=headers)

@@ -120,6 +120,14 @@ class QueryActivity(Model):
 # -- events --------------------------------------------------------------------------------------
 
 
+class QueuedEvent(Model):
+    """A run waiting for a slot (a burst): its place in line, sent again as it moves up, before `started`."""
+
+    event: Literal["queued"] = "queued"
+    position: int = Field(ge=1, description="The run's place in line: 1 starts next.")
+    expected_wait: float = Field(ge=0, description="Rough seconds until it starts, from recent runs.")
+
+
 class StartedEvent(Model):
     event: Literal["started"] = "started"
     id: str
@@ -215,7 +223,7 @@ class RunSummary(RunResult):
 
 
 RunEvent = Annotated[
-    StartedEvent | OutputEvent | TimingEvent | QueriesEvent | CheckEvent | FinishedEvent,
+    QueuedEvent | StartedEvent | OutputEvent | TimingEvent | QueriesEvent | CheckEvent | FinishedEvent,
     Field(discriminator="event"),
 ]
 run_event_adapter: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)

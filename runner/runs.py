@@ -7,6 +7,7 @@ database that is down is a 503; once a sandbox is in hand the run streams.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .admission import Admission
+from .admission import Admission, Ticket
 from .changes import DatabaseChanges, after_run
 from .databases import DatabaseFactory
 from .errors import PostgresUnavailable, SandboxFailed, as_clone_space_full
@@ -28,6 +29,7 @@ from .models import (
     OutputEvent,
     QueriesEvent,
     QueryActivity,
+    QueuedEvent,
     Resources,
     RunEvent,
     RunResult,
@@ -154,7 +156,9 @@ class RunService:
     def __init__(self, settings: Settings, pool: SandboxPool, admission: Admission | None = None) -> None:
         self.settings = settings
         self.pool = pool
-        self.admission = admission or Admission(settings.max_concurrent_runs, settings.max_queue, settings.share())
+        self.admission = admission or Admission(
+            settings.max_concurrent_runs, settings.max_queue, settings.share(), max_wait=settings.max_wait
+        )
         self.on_finish: list[Callable[[Run], None]] = []
 
     @property
@@ -165,10 +169,21 @@ class RunService:
     def waiting(self) -> int:
         return self.admission.waiting
 
-    async def start(self, snippet: Snippet, code: str | None, client: str = "local") -> Run:
-        """Wait for a slot and a sandbox; raises Refused or ServiceUnavailable before anything is sent."""
-        queued_at = time.perf_counter()
-        await self.admission.acquire(client)
+    async def start(
+        self,
+        snippet: Snippet,
+        code: str | None,
+        client: str = "local",
+        ticket: Ticket | None = None,
+        queued_at: float | None = None,
+        run_id: str | None = None,
+    ) -> Run:
+        """Wait for a slot (unless `ticket` holds one) and a sandbox; raises Refused or ServiceUnavailable."""
+        queued_at = time.perf_counter() if queued_at is None else queued_at
+        if ticket is None:
+            await self.admission.acquire(client)
+        elif not ticket.granted:
+            raise RuntimeError("a run starts with a granted ticket only")  # the caller waits in line first
         admitted_at = time.perf_counter()
         try:
             sandbox = await self.pool.take()
@@ -197,10 +212,18 @@ class RunService:
             admitted_at,
             time.perf_counter(),
             client=client,
+            id=run_id or secrets.token_hex(6),
         )
 
+    async def wait_in_line(self, ticket: Ticket) -> AsyncIterator[QueuedEvent]:
+        """The ticket's place in line as it moves up; when it ends, the slot is the caller's."""
+        async with contextlib.aclosing(self.admission.wait(ticket)) as places:
+            async for place in places:
+                yield QueuedEvent(position=place, expected_wait=round(self.admission.expected_wait_at(place), 2))
+
     def finish(self, run: Run) -> None:
-        self.admission.release(run.client, run.outcome.run_seconds)
+        held = (run.finished_at or time.perf_counter()) - run.admitted_at
+        self.admission.release(run.client, run.outcome.run_seconds, held)
         self.pool.release(run.sandbox)
         for callback in self.on_finish:
             callback(run)

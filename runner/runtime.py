@@ -21,11 +21,12 @@ from .cgroups import CgroupDriver, CgroupLimits, open_driver
 from .clone_space import CloneSpace
 from .database_guard import DatabaseGuard
 from .databases import DatabaseFactory
+from .forkserver import ForkLauncher, ForkServer, ForkServerFailed, ForkSpawner, can_fork_sandboxes
 from .health import Troubles
-from .isolation import Launcher, PlainLauncher, choose_launcher
+from .isolation import BubblewrapLauncher, Launcher, PlainLauncher, choose_launcher
 from .pool import SandboxPool
 from .postgres import EmbeddedCluster, ExternalServer, PostgresServer, service_owner
-from .process import OsSpawner
+from .process import OsSpawner, Spawner
 from .runs import RunService
 from .sandbox import SandboxEnv
 from .settings import Settings
@@ -84,6 +85,7 @@ class Runtime:
         """PostgreSQL's client connections and max_connections, read by the watchdog each second."""
         """Recent failures to prepare a run (sandbox start, clone space), for health."""
         self._watchdog: asyncio.Task[None] | None = None
+        self.fork_server: ForkServer | None = None
 
     @property
     def snippets(self) -> dict[str, Snippet]:
@@ -131,12 +133,16 @@ class Runtime:
             self.factory, self.backend_memory, self.settings.db_size_limit, self.settings.db_memory_limit
         )
         limits = CgroupLimits(self.settings.run_memory, self.settings.run_pids, self.settings.run_cpus)
-        env = SandboxEnv(self.factory, self.launcher, OsSpawner(), self.cgroups, limits, guard)
+        spawner: Spawner = OsSpawner()
+        if self.settings.fork_server:
+            spawner = await self._start_fork_server() or spawner
+        env = SandboxEnv(self.factory, self.launcher, spawner, self.cgroups, limits, guard)
         self.pool = SandboxPool(
             env,
             size=self.settings.pool_size,
             refill_concurrency=self.settings.pool_refill,
             prepare_concurrency=max(1, round(cpus_available())),
+            max_size=max(self.settings.pool_size, self.settings.max_concurrent_runs) if self.settings.pool_size else 0,
         )
         self.pool.fill()
         self.service = RunService(self.settings, self.pool)
@@ -160,6 +166,29 @@ class Runtime:
             space.ceiling >> 20,
             ", a tmpfs of its own" if space.enforced else "",
         )
+
+    async def _start_fork_server(self) -> ForkSpawner | None:
+        """The fork server where it can run (bubblewrap works here, with its filter); otherwise None and why."""
+        problem = can_fork_sandboxes()
+        bubblewrap = self.launcher
+        if not isinstance(bubblewrap, BubblewrapLauncher) or bubblewrap.seccomp is None:
+            problem = "the fork server builds bubblewrap's layers and needs its system-call filter in force"
+        elif problem is None:
+            server = ForkServer(bubblewrap)
+            try:
+                await server.start()
+            except (ForkServerFailed, OSError) as error:
+                problem = str(error)
+            else:
+                spawner = ForkSpawner(server)
+                problem = await spawner.probe()
+                if problem is None:
+                    self.fork_server = server
+                    self.launcher = ForkLauncher(bubblewrap)
+                    return spawner
+                await server.close()
+        log.warning("sandboxes start with bubblewrap, not the fork server: %s", problem)
+        return None
 
     def layers(self) -> list[str]:
         """The isolation layers in force for every sandbox."""
@@ -255,6 +284,8 @@ class Runtime:
                 await self._watchdog
         if self.pool:
             await self.pool.close()
+        if self.fork_server is not None:
+            await self.fork_server.close()
         if self.factory:
             with contextlib.suppress(Exception):
                 await self.factory.drop_orphans()

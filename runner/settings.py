@@ -97,6 +97,13 @@ class Settings:
     run_cpus: float = _setting(
         "WORKSHOP_RUN_CPUS", 1.0, "CPU cores one run may use at most, across its processes (cgroup limit)."
     )
+    fork_server: bool = _setting(
+        "WORKSHOP_FORK_SERVER",
+        True,
+        "Fork each sandbox's child from one interpreter with asyncpg imported, which builds the same layers as "
+        "bubblewrap after each fork (a fork instead of an interpreter start). Needs root and the system-call "
+        "filter; where it cannot start, bubblewrap launches sandboxes as before.",
+    )
     seccomp: bool = _setting(
         "WORKSHOP_SECCOMP",
         True,
@@ -132,7 +139,16 @@ class Settings:
         "beyond). Unset: 60 in public mode, no limit otherwise; 0: no limit.",
     )
     max_queue: int = _setting(
-        "WORKSHOP_MAX_QUEUE", 16, "Runs allowed to wait for a free slot; beyond it requests get 429 with Retry-After."
+        "WORKSHOP_MAX_QUEUE",
+        100,
+        "Runs allowed to wait for a free slot at most; beyond it requests get 429 with Retry-After "
+        "(WORKSHOP_MAX_WAIT usually refuses first).",
+    )
+    max_wait: float = _setting(
+        "WORKSHOP_MAX_WAIT",
+        10.0,
+        "Seconds a new run may expect to wait for a slot (estimated from recent runs): a burst within it waits in "
+        "line and a streaming reader is told its place; beyond it 429 `busy` with Retry-After.",
     )
     pool_size: int = _setting(
         "WORKSHOP_POOL_SIZE",
@@ -144,7 +160,7 @@ class Settings:
         "WORKSHOP_POOL_REFILL",
         0,
         "Sandboxes prepared at the same time when refilling the pool (more refill faster, but take CPU from runs). "
-        "0: half the CPUs available to the runner (its container's CPU limit counts), at least 1.",
+        "0: as many as the CPUs available to the runner (its container's CPU limit counts).",
     )
     clone_dir: str = _setting(
         "WORKSHOP_CLONE_DIR",
@@ -213,7 +229,7 @@ class Settings:
         if settings.max_concurrent_runs == 0:
             settings = replace(settings, max_concurrent_runs=derive_slots(settings.run_memory).slots)
         if settings.pool_refill == 0:
-            settings = replace(settings, pool_refill=max(1, int(cpus_available()) // 2))
+            settings = replace(settings, pool_refill=max(1, round(cpus_available())))
         return settings
 
     def share(self) -> Share:
@@ -245,6 +261,7 @@ MINIMUMS: dict[str, tuple[float, bool]] = {
     "client_queue": (0, True),
     "client_run_seconds": (0, True),
     "max_queue": (0, True),
+    "max_wait": (0, True),
     "pool_size": (0, True),
     "pool_refill": (0, True),
     "drain_seconds": (0, True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -109,3 +110,57 @@ async def test_a_granted_slot_abandoned_before_use_is_given_on() -> None:
     await asyncio.gather(waiter, return_exceptions=True)
     assert admission.running == 0
     await asyncio.wait_for(admission.acquire("c"), 1)
+
+
+async def test_a_burst_waits_in_line_while_the_wait_is_short_and_is_refused_when_it_is_long() -> None:
+    admission = Admission(slots=2, max_queue=100, share=Share(1 << 20, 1 << 20, 0), max_wait=2.9)
+    for name in ("a", "b"):
+        await admission.acquire(name)
+        admission.release(name, 0.5, held_seconds=1.0)  # a slot is held about a second
+        await admission.acquire(name)
+    # two slots, a second each: the n-th in line waits about n / 2 s, so five fit under 2.9 s
+    line = [admission.enqueue(f"reader-{i}") for i in range(5)]
+    assert [admission.place(ticket) for ticket in line] == [1, 2, 3, 4, 5]
+    with pytest.raises(Refused) as refused:
+        admission.enqueue("one-too-many")
+    assert refused.value.code == "busy" and refused.value.retry_after >= 2.9
+    for ticket in line:
+        admission.abandon(ticket)
+    assert admission.waiting == 0
+
+
+async def test_a_waiting_run_is_told_its_place_as_the_line_moves() -> None:
+    admission = Admission(slots=1, max_queue=100, share=Share(1 << 20, 1 << 20, 0))
+    await admission.acquire("holder")
+    first, second = admission.enqueue("first"), admission.enqueue("second")
+    places: list[int] = []
+
+    async def follow() -> None:
+        async for place in admission.wait(second):
+            places.append(place)
+
+    follower = asyncio.create_task(follow())
+    await asyncio.wait_for(_until(lambda: places == [2]), 1)
+    admission.release("holder", 0.1)  # `first` is granted: `second` moves up
+    await asyncio.wait_for(_until(lambda: places == [2, 1]), 1)
+    assert first.granted and not second.granted
+    admission.release("first", 0.1)
+    await asyncio.wait_for(follower, 1)
+    assert second.granted and places == [2, 1] and admission.waiting == 0
+
+
+async def test_a_run_that_leaves_the_line_gives_its_place_up() -> None:
+    admission = Admission(slots=1, max_queue=100, share=Share(1 << 20, 1 << 20, 0))
+    await admission.acquire("holder")
+    leaving, staying = admission.enqueue("leaving"), admission.enqueue("staying")
+    places = admission.wait(staying)
+    assert await anext(places) == 2
+    admission.abandon(leaving)
+    assert await asyncio.wait_for(anext(places), 1) == 1
+    await places.aclose()  # the reader went away too
+    assert admission.waiting == 0 and admission.running == 1
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0)

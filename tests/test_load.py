@@ -45,8 +45,14 @@ def marked_processes(marker: str) -> list[str]:
     return found
 
 
-def sandbox_processes() -> list[psutil.Process]:
-    """Sandboxes started by this process (the live runner serves from it): one direct child each."""
+def sandbox_processes(live_runner: LiveRunner) -> list[psutil.Process]:
+    """Sandboxes of the live runner (it serves from this process): one child each, of the fork server when it
+    forks them, otherwise of this process (bubblewrap)."""
+    server = live_runner.runtime.fork_server
+    if server is not None and server.process is not None:
+        with contextlib.suppress(psutil.Error):
+            return psutil.Process(server.process.pid).children()
+        return []
     found = []
     for proc in psutil.Process().children():
         with contextlib.suppress(psutil.Error):
@@ -67,7 +73,7 @@ def settle(live_runner: LiveRunner, timeout: float = 30) -> None:
     while True:
         state = pool.state()
         idle = service.running == 0 and service.waiting == 0 and state.busy == 0 and state.settled
-        sandboxes, leftovers = len(sandbox_processes()), leftover_databases(live_runner)
+        sandboxes, leftovers = len(sandbox_processes(live_runner)), leftover_databases(live_runner)
         if idle and sandboxes == state.ready and not leftovers:
             return
         if time.monotonic() > deadline:
@@ -92,7 +98,7 @@ def assert_nothing_left(live_runner: LiveRunner, marker: str, folders_before: se
     pool = live_runner.runtime.pool
     assert pool is not None
     assert marked_processes(marker) == [], "processes of the runs outlived them"
-    sandboxes = sandbox_processes()
+    sandboxes = sandbox_processes(live_runner)
     assert len(sandboxes) == pool.ready, f"{len(sandboxes)} sandbox processes for {pool.ready} prepared sandboxes"
     assert leftover_databases(live_runner) == []
     new_folders = work_folders() - folders_before

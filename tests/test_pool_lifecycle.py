@@ -12,20 +12,21 @@ from runner.cgroups import CgroupDriver, CgroupLimits, RunCgroup
 from runner.databases import DatabaseFactory, RunDatabase
 from runner.isolation import Launcher
 from runner.pool import SandboxPool
-from runner.process import OsChild, OsSpawner
+from runner.process import ChildProcess, Spawner
 
 from .conftest import LiveRunner
 
 
-class NoticingSpawner(OsSpawner):
-    """The real spawner, telling the test when a child process exists."""
+class NoticingSpawner:
+    """The runner's own spawner (bubblewrap or the fork server), telling the test when a child process exists."""
 
-    def __init__(self) -> None:
+    def __init__(self, spawner: Spawner) -> None:
+        self.spawner = spawner
         self.spawned = asyncio.Event()
-        self.children: list[OsChild] = []
+        self.children: list[ChildProcess] = []
 
-    async def spawn(self, launcher: Launcher) -> OsChild:
-        child = await super().spawn(launcher)
+    async def spawn(self, launcher: Launcher) -> ChildProcess:
+        child = await self.spawner.spawn(launcher)
         self.children.append(child)
         self.spawned.set()
         return child
@@ -67,7 +68,7 @@ class RecordingCgroups:
 def test_closing_the_pool_while_a_sandbox_starts_leaves_no_process_group_or_database(live_runner: LiveRunner) -> None:
     runtime = live_runner.runtime
     assert runtime.pool is not None and runtime.factory is not None
-    spawner = NoticingSpawner()
+    spawner = NoticingSpawner(runtime.pool.env.spawner)
     databases = RecordingDatabases(runtime.factory)
     assert runtime.cgroups is not None, "this machine is expected to have per-run cgroups"
     cgroups = RecordingCgroups(runtime.cgroups)

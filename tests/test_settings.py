@@ -94,8 +94,10 @@ def test_zero_concurrent_runs_means_derived_and_the_clone_dir_expands_the_home()
 
 def test_the_pool_refill_follows_the_cpus_available(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(settings_module, "cpus_available", lambda: 8.0)
-    assert Settings.from_env({}).pool_refill == 4
+    assert Settings.from_env({}).pool_refill == 8
     monkeypatch.setattr(settings_module, "cpus_available", lambda: 1.5)
+    assert Settings.from_env({}).pool_refill == 2
+    monkeypatch.setattr(settings_module, "cpus_available", lambda: 0.4)
     assert Settings.from_env({}).pool_refill == 1
     assert Settings.from_env({"WORKSHOP_POOL_REFILL": "3"}).pool_refill == 3
 

@@ -491,7 +491,8 @@ function start(state) {
   state.sentRoundTrip = Number(state.roundTrip.value) || 0;
   if (state.sentRoundTrip) body.network_rtt_ms = state.sentRoundTrip;
   state.expected = store.get(lastRunKey(state.snippet, code !== null));
-  setStatus(state, "running", code !== null ? "Running your edited code…" : "Running…");
+  state.runningMessage = code !== null ? "Running your edited code…" : "Running…";
+  setStatus(state, "running", state.runningMessage);
 
   execute(state, body, controller.signal, 0)
     .catch((error) => {
@@ -615,9 +616,20 @@ async function stream(state, reader) {
   }
 }
 
+// 1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, ..., 21st
+function ordinal(n) {
+  const teen = n % 100 >= 11 && n % 100 <= 13;
+  return `${n}${teen ? "th" : ["th", "st", "nd", "rd"][n % 10] || "th"}`;
+}
+
 function handle(state, event) {
-  if (event.event === "started") {
+  if (event.event === "queued") {
+    // a burst: the run waits for a slot; its place in line comes again each time it moves up
+    const wait = Math.max(1, Math.round(Number(event.expected_wait) || 0));
+    setStatus(state, "waiting", `Waiting: ${ordinal(event.position)} in line (about ${wait} s)`);
+  } else if (event.event === "started") {
     state.block.setAttribute("data-run-id", event.id || "");
+    if (state.block.getAttribute("data-state") === "waiting") setStatus(state, "running", state.runningMessage);
   } else if (event.event === "output") {
     queueOutput(state, event.stream === "stderr" ? "stderr" : "stdout", String(event.text || ""));
   } else if (event.event === "timing") {

@@ -8,11 +8,14 @@ tests/test_changes.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
@@ -332,6 +335,33 @@ def test_busy_retries_by_itself(page: Page, runner_url: str) -> None:
     expect(status(block)).to_contain_text("Done in")
     expect(output(block)).to_contain_text("Connected! Postgres version is")
     assert len(calls) == 2
+
+
+def test_a_run_waiting_in_line_shows_its_place(page: Page, runner_url: str) -> None:
+    """Every slot taken (a workshop's burst): the reader's run waits in line, and the widget says where."""
+    slots = httpx.get(f"{runner_url}/api/health", timeout=10).json()["runs"]["max_concurrent"]
+    holding = "print('holding', flush=True)\nimport time\ntime.sleep(25)\n"
+    page.goto(runner_url + CHAPTER)
+    block = sample(page, "chapter_05/01_connect")
+    streams: list[Iterator[str]] = []
+    with contextlib.ExitStack() as holders, httpx.Client(base_url=runner_url, timeout=60) as client:
+        for _ in range(slots):
+            response = holders.enter_context(
+                client.stream(
+                    "POST",
+                    "/api/runs",
+                    json={"snippet": "chapter_05/03_pool", "code": holding},
+                    headers={"accept": "application/x-ndjson"},
+                )
+            )
+            assert response.status_code == 200
+            streams.append(response.iter_lines())  # kept: a stream let go is a reader gone, its run cancelled
+            assert any("holding" in line for line in streams[-1]), "a holding run ended early"
+        run_button(block).click()
+        expect(status(block)).to_have_text(re.compile(r"^Waiting: 1st in line \(about \d+ s\)$"))
+    # the holders went away, their runs were cancelled: the reader's run gets a slot
+    expect(status(block)).to_contain_text("Done in")
+    expect(output(block)).to_contain_text("Connected! Postgres version is")
 
 
 # ---------------------------------------------------------------------------------- accessibility
