@@ -57,7 +57,32 @@ UNION ALL
 SELECT 'schema ' || n.nspname FROM pg_namespace n WHERE {_USER_SCHEMAS} AND n.nspname <> 'public'
 UNION ALL
 SELECT 'extension ' || extname FROM pg_extension WHERE extname <> 'plpgsql'
+UNION ALL
+SELECT 'column ' || {_NAME.format("c.relname")} || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+       || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE {_USER_SCHEMAS} AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'policy ' || p.polname || ' on ' || {_NAME.format("c.relname")}
+  FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+UNION ALL
+SELECT 'row security on ' || {_NAME.format("c.relname")}
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE {_USER_SCHEMAS} AND (c.relrowsecurity OR c.relforcerowsecurity)
+UNION ALL
+SELECT 'rule ' || r.rulename || ' on ' || {_NAME.format("c.relname")}
+  FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE {_USER_SCHEMAS} AND r.rulename <> '_RETURN'
+UNION ALL
+SELECT 'setting ' || setting
+  FROM pg_db_role_setting d CROSS JOIN LATERAL unnest(d.setconfig) AS setting
+ WHERE (d.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_database())
+        AND d.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database())))
+    OR (d.setrole = 0 AND d.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()))
 """
+"""Every object a run could add, drop or alter, by name: tables and their columns, views, functions,
+triggers, policies, rules, the run role's and database's settings... (a `setting` of the run's role
+reads the same in every clone: its role is named after its database)."""
 
 STATS_SQL = """
 SELECT CASE WHEN schemaname = 'public' THEN relname ELSE schemaname || '.' || relname END AS name,
@@ -160,13 +185,24 @@ async def measure(admin: ServerAddress, database: str, before: frozenset[str]) -
                 rolled_back=max(0, ins + upd + dele - i - u - d),
             )
         )
-    return DatabaseChanges(tables=tables, created=sorted(after - before), dropped=sorted(before - after))
+    return DatabaseChanges(tables=tables, **compare(before, after))
 
 
-async def _after_run(factory: DatabaseFactory, database: str, before: frozenset[str]) -> DatabaseChanges:
+def compare(before: frozenset[str], after: frozenset[str]) -> dict[str, list[str]]:
+    """Objects created and dropped; the columns of a relation created or dropped whole go with it."""
+    created, dropped = after - before, before - after
+    whole = {name.split(" ", 1)[1] for name in created | dropped if name.startswith(("table ", "view "))}
+
+    def shown(name: str) -> bool:
+        return not (name.startswith("column ") and name[len("column ") :].rsplit(".", 1)[0] in whole)
+
+    return {"created": sorted(filter(shown, created)), "dropped": sorted(filter(shown, dropped))}
+
+
+async def _after_run(factory: DatabaseFactory, database: str, before: frozenset[str], *, full: bool) -> DatabaseChanges:
     async with factory.admin_connection() as conn:
         await end_sessions(conn, database)
-        if not await rows_touched(conn, database):
+        if not full and not await rows_touched(conn, database):
             return DatabaseChanges()  # the common case: nothing written, no connection to the run's database needed
     return await measure(factory.admin, database, before)
 
@@ -174,12 +210,18 @@ async def _after_run(factory: DatabaseFactory, database: str, before: frozenset[
 MEASURE_TIMEOUT = 5.0
 
 
-async def after_run(factory: DatabaseFactory, database: str) -> DatabaseChanges | None:
-    """The changes of a finished run, or None when they cannot be read (they never fail a run)."""
+async def after_run(factory: DatabaseFactory, database: str, *, full: bool = False) -> DatabaseChanges | None:
+    """The changes of a finished run, or None when they cannot be read (they never fail a run).
+
+    `full` reads the catalog even when the database's statistics saw no write: a role's
+    settings live in a shared catalog, whose writes no database's statistics count.
+    """
     if factory.template_objects is None:
         return None
     try:
-        return await asyncio.wait_for(_after_run(factory, database, factory.template_objects), MEASURE_TIMEOUT)
+        return await asyncio.wait_for(
+            _after_run(factory, database, factory.template_objects, full=full), MEASURE_TIMEOUT
+        )
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, PostgresUnavailable) as error:
         log.warning("could not read what the run did to %s: %s", database, error)
         return None

@@ -180,7 +180,8 @@ def print_readable_traceback(error: BaseException, filename: str) -> None:
     for frame in frames:  # paths relative to the repository read the same on every machine
         if frame.filename.startswith(str(REPO_ROOT) + os.sep):
             frame.filename = os.path.relpath(frame.filename, REPO_ROOT)
-    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)] if frames else []
+    # the header even without frames: it marks where the exception's report starts (runner/checking.py)
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
     lines += traceback.format_exception_only(type(error), error)
     if isinstance(error, OSError) and error.errno == errno.EPERM:
         lines.append(REFUSED_NOTE)
@@ -199,6 +200,11 @@ def main() -> int:
     redirect_connections(job["connect"])
     install_gate()
     apply_limits(job.get("limits", {}))
+    if "check" in job:  # this process judges a finished run (runner/exercises.py)
+        from runner.check_process import run_check
+
+        emit(run_check(job["check"], job["connect"]))
+        return 0
     emit({"event": "running"})
     exit_hooks = atexit._ncallbacks()
     status = run_code(job["code"], job["filename"])

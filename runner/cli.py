@@ -1,10 +1,11 @@
 """`python -m runner`: serve the course, preview it while editing, serve a learners' database,
-check or record expected outputs, regenerate the notebook editions."""
+check or record expected outputs, check an exercise at home, regenerate the notebook editions."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Any
 
@@ -47,6 +48,17 @@ def main(argv: list[str] | None = None) -> int:
         "samples", nargs="*", help="snippet ids (chapter_05/03_pool), lessons (chapter_05) or paths; default: all"
     )
 
+    check = commands.add_parser(
+        "check",
+        help="run an exercise and its check against `make db`",
+        description="Run an exercise (its starter, --solution, or FILE) on a runner of its own against the "
+        "database of `make db` (or WORKSHOP_DATABASE_URL), then its check, as the site does. "
+        "Exit 0 when solved, 1 when not yet.",
+    )
+    check.add_argument("exercise", help="the exercise's id, e.g. chapter_05/ex01_concurrent_lookups")
+    check.add_argument("file", nargs="?", help="your version of the exercise (default: its starter)")
+    check.add_argument("--solution", action="store_true", help="run the published solution instead")
+
     notebook = commands.add_parser("notebook", help="regenerate (or --check) the notebook editions")
     notebook.add_argument("--check", action="store_true")
 
@@ -61,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "allow_weak_isolation", False):
         overrides["allow_weak_isolation"] = True
     settings = Settings.from_env(**overrides)
-    configure_logs(settings.log_level, settings.log_format)
+    quiet = args.command == "check" and "WORKSHOP_LOG_LEVEL" not in os.environ  # a learner wants the verdict
+    configure_logs("ERROR" if quiet else settings.log_level, settings.log_format)
 
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
@@ -83,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         from .expected import run_command
 
         return asyncio.run(run_command(settings, args.samples, write=args.write))
+    if args.command == "check":
+        from .home_check import check_command
+
+        return asyncio.run(check_command(settings, args.exercise, args.file, solution=args.solution))
     if args.command == "notebook":
         from .notebook import main as notebook_main
 

@@ -101,10 +101,12 @@ def stale_message(snippet_id: str, expected: str | None, actual: str) -> str:
 def resolve(targets: Sequence[str], code_dir: Path = CODE_DIR) -> list[str]:
     """Snippet ids for what the command was given: ids, lesson folders or paths; nothing means every sample.
 
+    Exercises' starters are left out: they have no expected output (`python -m runner check` runs them).
+
     Raises ValueError naming what matches no sample.
     """
     root = code_dir.parent
-    every = [lessons.snippet_id(root, p) for p in lessons.sample_paths(root)]
+    every = [lessons.snippet_id(root, p) for p in lessons.sample_paths(root) if not lessons.is_exercise(p)]
     if not targets:
         return every
     chosen: list[str] = []

@@ -18,12 +18,15 @@ import asyncio
 import contextlib
 import logging
 import socket
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .tokenbucket import TokenBucket
 
 if TYPE_CHECKING:  # the sandbox's child imports this module: keep it light
     from .postgres import ServerAddress
+    from .wire import WireRecord
 
 log = logging.getLogger("runner.gate")
 
@@ -52,34 +55,69 @@ async def open_server_socket(server: ServerAddress) -> socket.socket:
     return sock
 
 
-async def serve_gate(gate: socket.socket, server: ServerAddress, bucket: TokenBucket | None = None) -> None:
-    """Answer one sandbox's connection requests until it closes its end."""
+@dataclass
+class Tapping:
+    """Whether the gate hands the server's socket over as it is, or relays it through a wire record.
+
+    Set when a job is handed over (a sandbox is prepared before anyone knows what it will
+    run); only connections granted after that are relayed.
+    """
+
+    record: WireRecord | None = None
+
+
+async def serve_gate(
+    gate: socket.socket, server: ServerAddress, bucket: TokenBucket | None = None, tapping: Tapping | None = None
+) -> None:
+    """Answer one sandbox's connection requests until it closes its end (and its relays end)."""
     loop = asyncio.get_running_loop()
     bucket = bucket or TokenBucket(BURST, PER_SECOND)
     gate.setblocking(False)
     granted = 0
     try:
-        while await loop.sock_recv(gate, 1):
-            wait = bucket.take(max_wait=MAX_WAIT)
-            if wait is None:
-                await loop.sock_sendall(gate, REFUSED)
-                continue
-            if wait:
-                await asyncio.sleep(wait)
-            try:
-                conn = await open_server_socket(server)
-            except OSError as error:
-                log.warning("gate could not reach PostgreSQL: %s", error)
-                await loop.sock_sendall(gate, REFUSED)
-                continue
-            with conn:
-                await _send_fd(gate, conn.fileno())
-            granted += 1
+        async with asyncio.TaskGroup() as relays:
+            while await loop.sock_recv(gate, 1):
+                wait = bucket.take(max_wait=MAX_WAIT)
+                if wait is None:
+                    await loop.sock_sendall(gate, REFUSED)
+                    continue
+                if wait:
+                    await asyncio.sleep(wait)
+                try:
+                    conn = await open_server_socket(server)
+                except OSError as error:
+                    log.warning("gate could not reach PostgreSQL: %s", error)
+                    await loop.sock_sendall(gate, REFUSED)
+                    continue
+                record = tapping.record if tapping is not None else None
+                if record is None:
+                    with conn:
+                        await _send_fd(gate, conn.fileno())
+                else:
+                    relays.create_task(await _relayed(gate, conn, record))
+                granted += 1
     except (ConnectionError, OSError):
         pass  # the sandbox is gone
     finally:
         gate.close()
         log.debug("gate closed after %d connection(s)", granted)
+
+
+async def _relayed(gate: socket.socket, conn: socket.socket, record: WireRecord) -> Coroutine[Any, Any, None]:
+    """Hand the sandbox one end of a socket pair; return the relay of the other end to the server."""
+    from .wire import ConnectionTap, relay
+
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    try:
+        await _send_fd(gate, theirs.fileno())
+    except BaseException:
+        ours.close()
+        conn.close()
+        raise
+    finally:
+        theirs.close()
+    return relay(ours, conn, ConnectionTap(record))
 
 
 async def _send_fd(gate: socket.socket, fd: int) -> None:

@@ -29,9 +29,32 @@ _FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.S)
 _H1 = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.M)
 
 
+CHECK_SUFFIX = "_check"
+SOLUTION_SUFFIX = "_solution"
+
+
 def is_sample(path: Path) -> bool:
-    """A lesson script (not `__init__.py` nor any other `_private.py` module)."""
-    return path.suffix == ".py" and not path.name.startswith("_")
+    """A lesson script: not `__init__.py` nor any other `_private.py` module, nor an exercise's
+    solution (`exNN_name_solution.py`) or check (`exNN_name_check.py`)."""
+    return (
+        path.suffix == ".py"
+        and not path.name.startswith("_")
+        and not path.stem.endswith((CHECK_SUFFIX, SOLUTION_SUFFIX))
+    )
+
+
+def check_path(sample: Path) -> Path:
+    """`exNN_name.py` -> `exNN_name_check.py`: the check that makes a sample an exercise."""
+    return sample.with_name(f"{sample.stem}{CHECK_SUFFIX}.py")
+
+
+def solution_path(sample: Path) -> Path:
+    return sample.with_name(f"{sample.stem}{SOLUTION_SUFFIX}.py")
+
+
+def is_exercise(sample: Path) -> bool:
+    """A sample with a check beside it: its starter; it needs no expected output, its check judges it."""
+    return check_path(sample).is_file()
 
 
 def slugify(title: str) -> str:
@@ -132,7 +155,20 @@ def problems(root: Path = REPO_ROOT) -> list[str]:
         if not samples:
             found.append(f"code/{lesson.name}/ has no samples: add one (see docs/maintainers.md, 'Add a sample')")
         for sample in samples:
+            if is_exercise(sample):
+                if not solution_path(sample).is_file():
+                    found.append(
+                        f"code/{snippet_id(root, sample)}.py is an exercise without a solution: "
+                        f"write {solution_path(sample).name} beside it"
+                    )
+                continue
             if not expected_path(sample).is_file():
                 sid = snippet_id(root, sample)
                 found.append(f"code/{sid}.py has no expected output: record it with `{write_expected_command(sid)}`")
+        for check in sorted(lesson.code_dir.glob(f"*{CHECK_SUFFIX}.py")):
+            starter = check.with_name(check.name.removesuffix(f"{CHECK_SUFFIX}.py") + ".py")
+            if not starter.is_file():
+                found.append(
+                    f"code/{lesson.name}/{check.name} checks no exercise: its starter {starter.name} is missing"
+                )
     return found

@@ -15,6 +15,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from .models import CheckVerdict
+
 if TYPE_CHECKING:
     from .runs import Run
     from .runtime import Runtime
@@ -58,6 +60,15 @@ class RuntimeGauges(Collector):
             yield GaugeMetricFamily(name, help_text, value=value)
 
 
+CHECK_VERDICTS = ("passed", "not_yet", "not_judged")
+
+
+def check_verdict(check: CheckVerdict) -> str:
+    if check.passed:
+        return "passed"
+    return "not_yet" if check.judged else "not_judged"
+
+
 class Metrics:
     def __init__(self, runtime: Runtime) -> None:
         self.registry = CollectorRegistry()
@@ -77,6 +88,14 @@ class Metrics:
         )
         for reason in UNAVAILABLE_REASONS:
             self.unavailable_runs.labels(reason)
+        self.checks = Counter(
+            "workshop_exercise_checks",
+            "Exercise runs judged, by verdict: passed, not_yet, or not_judged (the check could not run).",
+            ["verdict"],
+            registry=self.registry,
+        )
+        for verdict in CHECK_VERDICTS:
+            self.checks.labels(verdict)
         self.durations = Histogram(
             "workshop_run_duration_seconds",
             "Seconds per phase of a run.",
@@ -88,6 +107,8 @@ class Metrics:
 
     def observe(self, run: Run) -> None:
         self.runs.labels(run.outcome.status).inc()
+        if run.check is not None:
+            self.checks.labels(check_verdict(run.check)).inc()
         duration = run.result().duration.model_dump()
         for phase in PHASES:
             self.durations.labels(phase).observe(duration[phase])

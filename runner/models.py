@@ -145,6 +145,23 @@ class Resources(Model):
     cpu_seconds: float = Field(description="CPU time of all the run's processes.")
 
 
+class CheckVerdict(Model):
+    """An exercise's check, judged on what the learner's code did (`runner/exercises.py`)."""
+
+    exercise: str = Field(description="The exercise's id: its starter's snippet id.")
+    passed: bool
+    message: str = Field(description="For the learner: why it is solved, or what was seen and what to change.")
+    judged: bool = Field(
+        default=True, description="False when the check could not run or failed itself: the run was not judged."
+    )
+
+
+class CheckEvent(CheckVerdict):
+    """Streamed after the learner's output, before `finished`, on every run of an exercise."""
+
+    event: Literal["check"] = "check"
+
+
 class RunResult(Model):
     """How a run ended: the part of the summary that the streamed `finished` event carries."""
 
@@ -160,6 +177,7 @@ class RunResult(Model):
     changes: DatabaseChanges | None = Field(
         default=None, description="What the run committed to its database; null when it could not be read."
     )
+    check: CheckVerdict | None = Field(default=None, description="The exercise's verdict; null for other samples.")
 
 
 class FinishedEvent(RunResult):
@@ -175,7 +193,8 @@ class RunSummary(RunResult):
 
 
 RunEvent = Annotated[
-    StartedEvent | OutputEvent | TimingEvent | QueriesEvent | FinishedEvent, Field(discriminator="event")
+    StartedEvent | OutputEvent | TimingEvent | QueriesEvent | CheckEvent | FinishedEvent,
+    Field(discriminator="event"),
 ]
 run_event_adapter: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)
 
@@ -194,6 +213,15 @@ class ChildRunning(Model):
 
 ChildEvent = Annotated[ChildReady | ChildRunning | TimingEvent | QueriesEvent, Field(discriminator="event")]
 child_event_adapter: TypeAdapter[ChildEvent] = TypeAdapter(ChildEvent)
+
+
+class ChildVerdict(Model):
+    """What a check's process sends (and only a check's process: a learner's run may not)."""
+
+    event: Literal["verdict"]
+    passed: bool
+    message: str = Field(max_length=4000)
+    detail: str | None = Field(max_length=4000, description="Why the check itself failed, for the log.")
 
 
 # -- the other endpoints -------------------------------------------------------------------------

@@ -18,7 +18,10 @@ from .admission import Admission
 from .changes import DatabaseChanges, after_run
 from .databases import DatabaseFactory
 from .errors import PostgresUnavailable, SandboxFailed, as_clone_space_full
+from .exercises import exercise_of, judge, result_record
 from .models import (
+    CheckEvent,
+    CheckVerdict,
     Duration,
     FinishedEvent,
     OutputEvent,
@@ -36,6 +39,7 @@ from .pool import SandboxPool
 from .sandbox import Job, Outcome, Sandbox
 from .settings import Settings
 from .snippets import Snippet
+from .wire import WireRecord
 
 log = logging.getLogger("runner.runs")
 
@@ -59,17 +63,23 @@ class Run:
     timings: list[TimingEvent] = field(default_factory=list)
     queries: QueryActivity | None = None
     changes: DatabaseChanges | None = None
+    check: CheckVerdict | None = None
     started: bool = False
     finished_at: float | None = None
 
     async def events(self) -> AsyncIterator[RunEvent]:
+        exercise = exercise_of(self.snippet)
+        record = WireRecord() if exercise is not None else None
         job = Job(
             code=self.code,
             filename=self.snippet.path,
             timeout=self.service.settings.run_timeout,
             output_limit=self.service.settings.output_limit,
+            record=record,
         )
         self.started = True
+        if exercise is not None:
+            self.sandbox.warm_checker()
         yield StartedEvent(id=self.id, snippet=self.snippet.id)
         try:
             async for event in self.sandbox.execute(job, self.outcome):
@@ -82,8 +92,14 @@ class Run:
                 yield event
             # before close(): the release that follows drops the database
             databases = self.service.pool.env.databases
+            if record is not None and isinstance(databases, DatabaseFactory):
+                await databases.terminate_backends(self.sandbox.database.name)  # nothing of the run's goes on
             if isinstance(databases, DatabaseFactory):
-                self.changes = await after_run(databases, self.sandbox.database.name)
+                self.changes = await after_run(databases, self.sandbox.database.name, full=exercise is not None)
+            if exercise is not None and record is not None:
+                result = result_record(self.outcome, self.output, self.timings, record)
+                self.check = await judge(exercise, self.sandbox, record, result, job.limits, self.changes)
+                yield CheckEvent(**self.check.model_dump())
         except (asyncio.CancelledError, GeneratorExit):
             self.outcome.status = "cancelled"
             self.outcome.reason = "the client went away"
@@ -121,6 +137,7 @@ class Run:
             if self.outcome.memory_peak is None or self.outcome.cpu_seconds is None
             else Resources(memory_peak_bytes=self.outcome.memory_peak, cpu_seconds=round(self.outcome.cpu_seconds, 4)),
             changes=self.changes,
+            check=self.check,
         )
 
     def summary(self) -> RunSummary:

@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -34,12 +34,13 @@ from .channel import Channel, Stopped
 from .database_guard import DatabaseGuard
 from .databases import RunDatabase
 from .errors import SandboxFailed
-from .gate import GATE_HOST, serve_gate
+from .gate import GATE_HOST, Tapping, serve_gate
 from .isolation import Launcher, Limits
-from .models import ChildReady, ChildRunning, RunEvent, Status, Stream, child_event_adapter
+from .models import ChildReady, ChildRunning, ChildVerdict, RunEvent, Status, Stream, child_event_adapter
 from .postgres import ServerAddress
 from .process import ChildProcess, Spawner
 from .shielding import finish_uncancelled
+from .wire import WireRecord
 
 log = logging.getLogger("runner.sandbox")
 
@@ -49,6 +50,8 @@ STALL_TIMEOUT = 10.0
 QUEUE_EVENTS = 16
 """Events buffered between the child and the client: with 64 KiB reads, at most ~1.5 MiB per run."""
 READ_CHUNK = 65536
+EMPTY_TIMEOUT = 2.0
+"""Seconds a run's killed processes may take to be reaped before its check is refused."""
 
 T = TypeVar("T")
 
@@ -95,6 +98,19 @@ class Job:
     timeout: float
     output_limit: int
     limits: Limits = field(default_factory=Limits)
+    record: WireRecord | None = None
+    """Where the gate records the run's queries from the wire (exercise runs); None hands sockets over as they are."""
+
+
+@dataclass
+class CheckJob:
+    """An exercise's check: its source (read by the runner, not in the sandbox) and what the run did."""
+
+    source: str
+    filename: str
+    result: dict[str, object]
+    timeout: float
+    limits: Limits = field(default_factory=Limits)
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -121,8 +137,10 @@ class Sandbox:
         cgroup: RunCgroup | None,
         stack: AsyncExitStack,
         backends: BackendGroup | None = None,
+        tapping: Tapping | None = None,
     ) -> None:
         self.id = secrets.token_hex(4)
+        self.tapping = tapping or Tapping()
         self.env = env
         self.database = database
         self.child = child
@@ -130,6 +148,7 @@ class Sandbox:
         self.backends = backends
         self._stack = stack
         self._destroyed = False
+        self._checker: tuple[asyncio.Task[ChildProcess], AsyncExitStack] | None = None
 
     # -- preparing ---------------------------------------------------------------------------
 
@@ -137,13 +156,14 @@ class Sandbox:
     async def prepare(cls, env: SandboxEnv) -> Sandbox:
         """Clone the database and warm the child up at the same time; on any failure, undo both."""
         stack = AsyncExitStack()
+        tapping = Tapping()
         try:
             async with asyncio.TaskGroup() as group:
                 database = group.create_task(cls._database(env, stack))
-                child = group.create_task(cls._child(env, stack))
+                child = group.create_task(cls._child(env, stack, tapping))
             cgroup, process = child.result()
             run_database, backends = database.result()
-            sandbox = cls(env, run_database, process, cgroup, stack, backends)
+            sandbox = cls(env, run_database, process, cgroup, stack, backends, tapping)
         except BaseExceptionGroup as errors:
             await finish_uncancelled(stack.aclose())
             raise _first_error(errors) from None
@@ -165,31 +185,67 @@ class Sandbox:
         return database, backends
 
     @staticmethod
-    async def _child(env: SandboxEnv, stack: AsyncExitStack) -> tuple[RunCgroup | None, ChildProcess]:
+    async def _child(env: SandboxEnv, stack: AsyncExitStack, tapping: Tapping) -> tuple[RunCgroup | None, ChildProcess]:
         cgroup = None
         if env.cgroups is not None:
             cgroup = env.cgroups.create(f"run-{secrets.token_hex(6)}", env.limits)
             stack.callback(cgroup.remove)  # after the process is reaped (the stack unwinds in reverse)
-        child = await env.spawner.spawn(env.launcher)
-        stack.push_async_callback(child.close)
-        gate = asyncio.create_task(serve_gate(child.gate, env.databases.admin))
-        stack.push_async_callback(_cancel_and_wait, gate)
+        return cgroup, await _start_child(env, stack, cgroup, tapping)
+
+    # -- checking ----------------------------------------------------------------------------
+
+    def warm_checker(self) -> None:
+        """Start the check's child now, while the run goes, so the verdict does not wait for a cold start.
+
+        It waits outside the run's control group (the end of the run, which kills that
+        group, leaves it alone) and in namespaces of its own, where the run cannot reach
+        it; `check` moves it into the group before handing it anything.
+        """
+        if self._checker is not None:
+            return
+        stack = AsyncExitStack()
+        self._stack.push_async_callback(stack.aclose)
+        task = asyncio.create_task(_start_child(self.env, stack, None, Tapping()))
+        self._stack.push_async_callback(_cancel_and_wait, task)
+        self._checker = (task, stack)
+
+    async def check(self, job: CheckJob) -> ChildVerdict:
+        """Judge the finished run in a child of its own: same database, same group, same limits.
+
+        Called after `execute`, whose end killed every process of the run: nothing of
+        the learner's runs beside the check, and the check's source comes from the runner.
+        """
+        self.tapping.record = None
+        if self.cgroup is not None and not await _emptied(self.cgroup, EMPTY_TIMEOUT):
+            raise SandboxFailed("the run's processes did not end, so its check cannot run")
+        self.warm_checker()
+        assert self._checker is not None
+        task, stack = self._checker
+        child = await task
+        if self.cgroup is not None:
+            self.cgroup.add(child.tree())
+        payload = {
+            "check": {"source": job.source, "filename": job.filename, "result": job.result},
+            "connect": {**self.database.address.connect_kwargs(), "host": GATE_HOST},
+            "limits": _rlimits(job.limits, per_run_pids=self.cgroup is not None),
+        }
+        child.send_job(json.dumps(payload).encode())
+        drains = [asyncio.create_task(_drain(child.stdout)), asyncio.create_task(_drain(child.stderr))]
+        stack.push_async_callback(_cancel_and_wait, *drains)
         try:
-            async with asyncio.timeout(READY_TIMEOUT):
-                line = await child.events.readline()
-        except (TimeoutError, ValueError):
-            line = b""
-        if not _is_ready(line):
+            async with asyncio.timeout(job.timeout):
+                verdict = await _read_verdict(child.events)
+            if verdict is None:
+                child.kill()
+                await child.wait()
+                stderr = drains[1].result() if drains[1].done() else b""
+                detail = stderr.decode(errors="replace").strip()[-2000:]
+                raise SandboxFailed(f"the check's process ended without a verdict: {detail or 'no output'}")
+            return verdict
+        except TimeoutError:
+            raise SandboxFailed(f"the check did not finish within {job.timeout:g} s") from None
+        finally:
             child.kill()
-            detail = ""
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2):
-                    detail = (await child.stderr.read(4000)).decode(errors="replace").strip()
-            raise SandboxFailed(f"the sandbox's child did not start: {detail or 'no output'}")
-        if cgroup is not None:
-            # the child waits for its job: nothing of a sample's runs yet, so the tree cannot change
-            cgroup.add(child.tree())
-        return cgroup, child
 
     # -- executing ---------------------------------------------------------------------------
 
@@ -208,6 +264,9 @@ class Sandbox:
                 stops.append((status, reason, truncated))
             self.kill()
 
+        if job.record is not None:
+            job.record.origin = started
+        self.tapping.record = job.record
         payload = {
             "code": job.code,
             "filename": job.filename,
@@ -289,6 +348,60 @@ class Sandbox:
         log.debug("destroyed sandbox with %s", self.database.name)
 
 
+async def _start_child(
+    env: SandboxEnv, stack: AsyncExitStack, cgroup: RunCgroup | None, tapping: Tapping
+) -> ChildProcess:
+    """Spawn a child, serve its gate, wait until it is warm, and put it in the run's group."""
+    child = await env.spawner.spawn(env.launcher)
+    stack.push_async_callback(child.close)
+    gate = asyncio.create_task(serve_gate(child.gate, env.databases.admin, tapping=tapping))
+    stack.push_async_callback(_cancel_and_wait, gate)
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            line = await child.events.readline()
+    except (TimeoutError, ValueError):
+        line = b""
+    if not _is_ready(line):
+        child.kill()
+        detail = ""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                detail = (await child.stderr.read(4000)).decode(errors="replace").strip()
+        raise SandboxFailed(f"the sandbox's child did not start: {detail or 'no output'}")
+    if cgroup is not None:
+        # the child waits for its job: nothing of a sample's runs yet, so the tree cannot change
+        cgroup.add(child.tree())
+    return child
+
+
+async def _emptied(cgroup: RunCgroup, timeout: float) -> bool:
+    """Kill what is left in the group and wait until it is gone (reaped); False at the deadline."""
+    cgroup.kill()
+    try:
+        async with asyncio.timeout(timeout):
+            while cgroup.pids():
+                await asyncio.sleep(0.005)  # polling a condition: the kernel sends no event for it here
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _read_verdict(events: asyncio.StreamReader) -> ChildVerdict | None:
+    """The check's verdict line; None when its process ended without one."""
+    while line := await events.readline():
+        with contextlib.suppress(ValidationError):
+            return ChildVerdict.model_validate_json(line)
+    return None
+
+
+async def _drain(reader: asyncio.StreamReader, keep: int = 4000) -> bytes:
+    """Read a stream to its end so the writer never blocks; keep its last `keep` bytes."""
+    tail = b""
+    while chunk := await reader.read(READ_CHUNK):
+        tail = (tail + chunk)[-keep:]
+    return tail
+
+
 def _rlimits(limits: Limits, *, per_run_pids: bool) -> dict[str, int]:
     """Per-process limits, the second line; the uid-wide process count goes when the cgroup counts per run."""
     values = limits.as_job()
@@ -304,7 +417,7 @@ def _is_ready(line: bytes) -> bool:
         return False
 
 
-async def _cancel_and_wait(*tasks: asyncio.Task[None]) -> None:
+async def _cancel_and_wait(*tasks: asyncio.Task[Any]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

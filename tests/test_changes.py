@@ -63,6 +63,7 @@ def test_rows_and_objects_are_counted(live_runner: LiveRunner) -> None:
         "await conn.execute(\"INSERT INTO notes VALUES (1, 'kept')\")\n"
         "await conn.execute('CREATE VIEW cheap AS SELECT * FROM brand')\n"
         "await conn.execute('DROP TABLE product_color CASCADE')\n"
+        "await conn.execute('ALTER TABLE product_size ADD COLUMN note text')\n"
         "try:\n"
         "    async with conn.transaction():\n"
         "        await conn.execute(\"INSERT INTO brand VALUES (5003, 'c')\")\n"
@@ -84,6 +85,10 @@ def test_rows_and_objects_are_counted(live_runner: LiveRunner) -> None:
     }
     assert {"table notes", "index notes_pkey", "view cheap"} <= set(changes.created), changes.created
     assert "table product_color" in changes.dropped, changes.dropped
+    assert "column product_size.note text" in changes.created, changes.created
+    # the columns of a table created or dropped whole are not listed one by one
+    whole = ("column notes.", "column product_color.")
+    assert not [c for c in changes.created + changes.dropped if c.startswith(whole)]
     assert not set(changes.created) & set(changes.dropped)
 
 

@@ -184,3 +184,27 @@ def test_the_preview_rebuilds_for_content_only(tmp_path: Path, path: str, releva
 def test_inline_code_at_the_start_of_a_line_is_not_a_fence() -> None:
     lines = ["```` ```markdown ```` is inline code", "```markdown", "--8<-- 'a.py'", "```"]
     assert escape_example_includes(lines)[2] == ";--8<-- 'a.py'"
+
+
+def test_an_exercise_is_a_starter_with_a_check_and_needs_a_solution_not_an_output(tmp_path: Path) -> None:
+    make_repo(
+        tmp_path,
+        {
+            "code/chapter_02/01_a.py": SAMPLE,
+            "code/chapter_02/01_a.out": "hello\n",
+            "code/chapter_02/ex01_hello.py": SAMPLE,
+            "code/chapter_02/ex01_hello_check.py": "async def check(result): return 'ok'\n",
+            "code/chapter_02/ex01_hello_solution.py": SAMPLE,
+            "code/chapter_02/ex02_bye.py": SAMPLE,
+            "code/chapter_02/ex02_bye_check.py": "async def check(result): return 'ok'\n",
+            "code/chapter_02/ex03_gone_check.py": "async def check(result): return 'ok'\n",
+            "docs/chapter-02/index.md": "# Two\n",
+        },
+    )
+    samples = lessons.lessons(tmp_path)[0].samples()
+    assert [p.name for p in samples] == ["01_a.py", "ex01_hello.py", "ex02_bye.py"]
+    assert [lessons.is_exercise(p) for p in samples] == [False, True, True]
+    assert lessons.problems(tmp_path) == [
+        "code/chapter_02/ex02_bye.py is an exercise without a solution: write ex02_bye_solution.py beside it",
+        "code/chapter_02/ex03_gone_check.py checks no exercise: its starter ex03_gone.py is missing",
+    ]

@@ -1,0 +1,1 @@
+"""The fixture's starter already solves it: the tests edit it into wrong answers."""

@@ -1,0 +1,3 @@
+"""A fixture whose check is broken."""
+
+print("hi")
