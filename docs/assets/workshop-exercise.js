@@ -129,23 +129,28 @@ export function showVerdict(state, check) {
     return;
   }
   const region = verdictRegion(state);
-  const shown = `${check.passed}:${check.message}`;
+  // `judged: false`: the check could not run or failed itself, so the run was neither solved nor not.
+  const judged = check.judged !== false;
+  const outcome = !judged ? "unjudged" : check.passed ? "passed" : "failed";
+  const shown = `${outcome}:${check.message}`;
   if (region.getAttribute("data-verdict") === shown) return; // the event, then the same in `finished`
   region.setAttribute("data-verdict", shown);
   const container = state.block.closest(".workshop-exercise");
   const id = check.exercise || (container && container.getAttribute("data-exercise")) || state.snippet;
-  if (check.passed) markSolved(id);
+  const solved = judged && check.passed;
+  if (solved) markSolved(id);
   const box = el("div", {
-    class: `workshop-exercise__result workshop-exercise__result--${check.passed ? "passed" : "failed"}`,
-    "data-passed": String(check.passed),
+    class: `workshop-exercise__result workshop-exercise__result--${outcome}`,
+    "data-passed": String(solved),
   });
+  const word = { passed: "Solved.", failed: "Not yet.", unjudged: "Not checked." }[outcome];
   box.append(
     el("span", { class: "workshop-exercise__icon", "aria-hidden": "true" }),
-    el("strong", { class: "workshop-exercise__word" }, check.passed ? "Solved." : "Not yet."),
+    el("strong", { class: "workshop-exercise__word" }, word),
     " ",
-    el("span", { class: "workshop-exercise__message" }, withoutLead(check.message, check.passed)),
+    el("span", { class: "workshop-exercise__message" }, withoutLead(check.message, solved)),
   );
-  if (check.passed) {
+  if (solved) {
     const { solved, total } = tally();
     if (total) box.append(" ", el("span", { class: "workshop-exercise__tally" }, `${solved} of ${total} exercises on this page solved.`));
   }

@@ -666,7 +666,7 @@ function finish(state, summary) {
     .map((key) => `${key} ${seconds(d[key])}`)
     .join(" · ");
   drawChanges(state, summary.changes);
-  if (summary.check !== undefined) showVerdict(state, summary.check);
+  if (summary.check) showVerdict(state, summary.check); // the same verdict as the `check` event
   if (typeof d.run === "number" && (summary.status === "ok" || summary.status === "error")) {
     store.set(lastRunKey(state.snippet, !!summary.edited), d.run);
   }

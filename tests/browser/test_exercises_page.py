@@ -1,10 +1,14 @@
 """Exercises as a reader meets them: the verdict under a run, graduated hints, progress kept in the browser.
 
-The page is a small lesson page built by the real MkDocs build (in a copy of the repository, so the
-course's own pages stay as they are) from the markup of EXERCISES.md, wrapped around two real
-samples. Its HTML and assets are served from that build; runs go to the real runner. The verdict is
-added to the runner's real NDJSON stream by a route that judges the run's real output, the way a
-check does (`check` event before `finished`, the same object as `finished.check`).
+Two kinds of test, on pages built by the real MkDocs build in a copy of the repository (so the
+course's own pages stay as they are), with the markup of EXERCISES.md:
+
+- the widget's behaviour, on a small page whose two exercises wrap real samples: its HTML and assets
+  come from the copy's build, runs go to the session's real runner, and a route adds a verdict to
+  the runner's real NDJSON stream, judged on the run's real output the way a check does (`check`
+  event before `finished`, the same object as `finished.check`);
+- the real thing: a runner started from the copy, where the machinery's fixture exercise
+  (tests/exercise_fixture, its check unchanged) is an exercise of the chapter, checked for real.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import json
 import mimetypes
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +27,27 @@ import httpx
 import pytest
 from playwright.sync_api import Locator, Page, Route, expect
 
-from ..repo_copy import add_to_nav, build, copy_repo, write
+from bench.processes import free_port, stop_process
+
+from ..conftest import TEST_CACHE
+from ..repo_copy import add_to_nav, build, copy_repo, environment, write
+from ..repo_copy import run as run_in_copy
+from .conftest import wait_for
 
 PAGE = "/exercise-test/"
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 CONNECT = "chapter_05/01_connect"
 GENERATOR = "chapter_05/07_async_generator"
+FIXTURE = Path(__file__).resolve().parents[1] / "exercise_fixture"
+REAL = "chapter_05/ex90_fixture"
+RIGHT = (FIXTURE / "ex90_fixture.py").read_text(encoding="utf-8")  # the fixture's starter solves it
+SEQUENTIAL = RIGHT.replace("await asyncio.gather(", "for q in (").replace(
+    '        pool.fetchval("SELECT pg_sleep(0.2)"),\n    )',
+    '        pool.fetchval("SELECT pg_sleep(0.2)"),\n    ):\n        await q',
+)
+"""Right but one query at a time: the copy's starter."""
+SILENT = RIGHT.replace('    print("done")\n', "")
+"""Right but it does not print `done`: a wrong answer."""
 
 MARKDOWN = f"""\
 # Exercise test
@@ -94,6 +115,38 @@ Print 0, 1 and 2.
 </div>
 """
 
+# The fixture exercise, as a chapter shows it.
+CHAPTER_EXERCISE = f"""
+
+## Three queries at once
+
+### Exercise 90: insert while two others wait {{ #exercise-fixture }}
+
+<div class="workshop-exercise" data-exercise="{REAL}" markdown>
+
+Insert brand 9001, 'Checked', with a query parameter, while two other queries run at the same time.
+
+<div class="workshop-run" data-snippet="{REAL}" markdown>
+
+```python title="code/{REAL}.py"
+--8<-- "{REAL}.py"
+```
+
+</div>
+
+??? hint "Hint 1"
+
+    `asyncio.gather` runs the three at once.
+
+??? success "Solution"
+
+    ```python
+    --8<-- "{REAL}_solution.py"
+    ```
+
+</div>
+"""
+
 # What each exercise's check looks for in the run's real output: (passes, solved message, not-yet message).
 Check = tuple[Callable[[str], bool], str, str]
 CHECKS: dict[str, Check] = {
@@ -114,6 +167,14 @@ CHECKS: dict[str, Check] = {
 def exercise_site(tmp_path_factory: pytest.TempPathFactory, runner_url: str) -> Path:
     repo = copy_repo(tmp_path_factory.mktemp("exercise-site") / "repo")
     write(repo, "docs/exercise-test.md", MARKDOWN)
+    # The machinery's fixture exercise, made one of the chapter's: a wrong starter, the right solution.
+    write(repo, f"code/{REAL}.py", SEQUENTIAL)
+    write(repo, f"code/{REAL}_solution.py", RIGHT)
+    write(repo, f"code/{REAL}_check.py", (FIXTURE / "ex90_fixture_check.py").read_text(encoding="utf-8"))
+    chapter = repo / "docs" / "chapter-05" / "index.md"
+    chapter.write_text(chapter.read_text(encoding="utf-8") + CHAPTER_EXERCISE, encoding="utf-8")
+    notebook = run_in_copy(repo, "-m", "runner", "notebook")  # the notebook edition shows every starter too
+    assert notebook.returncode == 0, notebook.stdout
     add_to_nav(repo, "Exercise test: exercise-test.md")
     # With a site URL the sitemap lists the pages, and Material's instant navigation takes links to
     # them (it matches the host and port too: the runner's own address).
@@ -121,7 +182,32 @@ def exercise_site(tmp_path_factory: pytest.TempPathFactory, runner_url: str) -> 
     config.write_text(config.read_text().replace("# site_url:\n", f"site_url: {runner_url}/\n"))
     result = build(repo)
     assert result.returncode == 0, result.stdout
-    return repo / "site"
+    return repo
+
+
+@pytest.fixture(scope="module")
+def copy_runner(exercise_site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real runner started from the copy (its code/, its site): it knows the fixture exercise."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("copy-runner") / "runner.log"
+    env = environment(
+        exercise_site,
+        WORKSHOP_SITE_DIR=str(exercise_site / "site"),
+        WORKSHOP_CACHE_DIR=str(TEST_CACHE / "browser-exercises"),
+    )
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=exercise_site,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/api/health", proc, log, timeout=240)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +257,8 @@ class Judge:
         verdict = {"exercise": request["snippet"], "passed": passed, "message": solved if passed else not_yet}
         if self.send in ("both", "finished"):
             finished["check"] = verdict
+        else:
+            finished.pop("check", None)
         if self.send in ("both", "event"):
             events.insert(len(events) - 1, {"event": "check", **verdict})
         self.runs.append({"snippet": request["snippet"], "edited": "code" in request, "verdict": verdict})
@@ -186,7 +274,7 @@ def judge() -> Judge:
 @pytest.fixture
 def exercises(page: Page, runner_url: str, exercise_site: Path, runner_csp: str, judge: Judge) -> Iterator[Page]:
     """The exercise page, open, with the verdicts added to real runs."""
-    serve_site(page, runner_url, exercise_site, runner_csp)
+    serve_site(page, runner_url, exercise_site / "site", runner_csp)
     page.route("**/api/runs", judge)  # registered last: runs before serve_site's handler
     page.goto(runner_url + PAGE)
     expect(page.locator(".workshop-exercise[data-workshop-exercise-ready]")).to_have_count(2)
@@ -244,12 +332,13 @@ def indicator(page: Page) -> Locator:
 
 def expect_progress(page: Page, solved: int, total: int = 2) -> None:
     box = indicator(page)
-    expect(box.locator(".workshop-progress__text")).to_have_text(f"{solved} of {total} exercises solved")
+    said = f"{solved} of {total} {'exercise' if total == 1 else 'exercises'} solved"
+    expect(box.locator(".workshop-progress__text")).to_have_text(said)
     bar = box.get_by_role("progressbar", name="Exercises solved")
     expect(bar).to_have_attribute("aria-valuenow", str(solved))
     expect(bar).to_have_attribute("aria-valuemin", "0")
     expect(bar).to_have_attribute("aria-valuemax", str(total))
-    expect(bar).to_have_attribute("aria-valuetext", f"{solved} of {total} exercises solved")
+    expect(bar).to_have_attribute("aria-valuetext", said)
 
 
 def stored(page: Page, key: str) -> Any:
@@ -440,9 +529,9 @@ def test_progress_follows_instant_navigation(exercises: Page, runner_url: str) -
     run(page, GENERATOR)
     expect_progress(page, 1)
     page.evaluate("window.__samePage = true")  # gone if a link loads a whole new document
-    page.get_by_role("link", name="Asynchronous database interaction").first.click()
-    page.wait_for_url("**/chapter-05/")
-    expect(page.locator(".workshop-progress")).to_have_count(0)  # no exercises on that page (yet)
+    page.get_by_role("link", name="Home").first.click()
+    page.wait_for_url(re.compile(r"/$"))
+    expect(page.locator(".workshop-progress")).to_have_count(0)  # no exercises on that page
     page.get_by_role("link", name="Exercise test").first.click()
     page.wait_for_url("**" + PAGE)
     expect(page.locator(".workshop-exercise[data-workshop-exercise-ready]")).to_have_count(2)
@@ -483,7 +572,7 @@ def test_axe_finds_nothing_in_an_exercise(
     context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=scheme, bypass_csp=True)
     try:
         page = context.new_page()
-        serve_site(page, runner_url, exercise_site, runner_csp)
+        serve_site(page, runner_url, exercise_site / "site", runner_csp)
         judge = Judge()
         page.route("**/api/runs", judge)
         page.goto(runner_url + PAGE)
@@ -505,3 +594,39 @@ def test_axe_finds_nothing_in_an_exercise(
         page.screenshot(path=artifacts / f"exercise-{scheme}.png", full_page=False)
     finally:
         context.close()
+
+
+# ---------------------------------------------------------------------------------- the real check
+
+
+def test_the_real_check_judges_the_chapter_exercise(page: Page, copy_runner: str) -> None:
+    """The runner's own check, run after the code: the starter and a wrong answer fail, the solution passes."""
+    page.goto(copy_runner + "/chapter-05/")
+    box = exercise(page, REAL)
+    expect(box).to_have_attribute("data-workshop-exercise-ready", "")
+    total = page.locator(".workshop-exercise").count()
+    block = run_block(page, REAL)
+    result = verdict(page, REAL)
+    expect_progress(page, 0, total)
+
+    run(page, REAL)  # the starter: right, but one query at a time
+    expect(result).to_contain_text("Not yet.")
+    expect(result).to_contain_text("not 3")
+    expect_progress(page, 0, total)
+
+    # The solution as the page shows it (the hint unopened: after a confirm), run from the editor.
+    box.get_by_role("button", name="Show the solution").click()
+    box.get_by_role("button", name="Show the solution anyway").click()
+    set_code(block, box.locator("details.success pre code").inner_text())
+    run(page, REAL)
+    expect(result).to_contain_text("Solved.")
+    expect(result).to_contain_text("3 at once")
+    expect(heading(page, "exercise-fixture").locator(".workshop-exercise__mark")).to_have_text("Solved")
+    expect(toc_link(page, "exercise-fixture").locator(".workshop-toc__mark")).to_have_count(1)
+    expect_progress(page, 1, total)
+
+    set_code(block, SILENT)  # a wrong answer: the same queries, but it does not say done
+    run(page, REAL)
+    expect(result).to_contain_text("Not yet.")
+    expect(result).to_contain_text("did not print done")
+    expect_progress(page, 1, total)  # solved once, solved: a later attempt does not take it back
