@@ -94,6 +94,11 @@ def event_kinds() -> set[str]:
     return {model.model_fields["event"].default for model in union}
 
 
+def test_the_widget_handles_every_event_kind_and_no_others() -> None:
+    handled = set(re.findall(r'\bevent\.event === "(\w+)"', WIDGET.read_text()))
+    assert handled == event_kinds()
+
+
 def test_the_operator_docs_list_every_event_kind() -> None:
     listed = re.search(r"one JSON event\s+per line \(([^)]*)\)", EVENTS_DOC.read_text())
     assert listed, f"{EVENTS_DOC.name} no longer lists the streamed events"

@@ -243,6 +243,7 @@ class Judge:
 
     def __init__(self) -> None:
         self.send = "both"  # or "event", or "finished"
+        self.judged = True  # False: the check could not run (the run is not judged)
         self.runs: list[dict[str, Any]] = []
 
     def __call__(self, route: Route) -> None:
@@ -255,6 +256,8 @@ class Judge:
         passes, solved, not_yet = CHECKS[request["snippet"]]
         passed = finished["status"] == "ok" and passes(out)
         verdict = {"exercise": request["snippet"], "passed": passed, "message": solved if passed else not_yet}
+        if not self.judged:
+            verdict = {**verdict, "passed": False, "judged": False, "message": "The check could not run."}
         if self.send in ("both", "finished"):
             finished["check"] = verdict
         else:
@@ -376,6 +379,10 @@ def test_a_passing_verdict_marks_the_exercise_solved_and_it_survives_a_reload(ex
     )
     expect(toc_link(page, "exercise-connect").locator(".workshop-toc__mark")).to_be_visible()
     expect(toc_link(page, "exercise-count").locator(".workshop-toc__mark")).to_have_count(0)
+    # Every copy of the table of contents (the sidebar's, and the one in the navigation drawer on a phone).
+    every_copy = page.locator('a.md-nav__link[href$="#exercise-connect"]')
+    assert every_copy.count() >= 2
+    expect(every_copy.locator(".workshop-toc__mark")).to_have_count(every_copy.count())
     expect_progress(page, 1)
     assert json.loads(stored(page, f"workshop:solved:{CONNECT}"))["solved"]
     assert stored(page, f"workshop:solved:{GENERATOR}") is None
@@ -402,6 +409,15 @@ def test_a_failing_verdict_shows_its_message_and_marks_nothing(exercises: Page, 
     expect(heading(page, "exercise-count").locator(".workshop-exercise__mark")).to_have_count(0)
     expect(toc_link(page, "exercise-count").locator(".workshop-toc__mark")).to_have_count(0)
     assert stored(page, f"workshop:solved:{GENERATOR}") is None
+
+    # Right, but the check could not run: neither solved nor not.
+    judge.judged = False
+    set_code(run_block(page, GENERATOR), "for i in range(3):\n    print(i)\n")
+    run(page, GENERATOR)
+    expect(result).to_contain_text("Not checked. The check could not run.")
+    expect(result.locator("[data-passed='false']")).to_have_count(1)
+    expect_progress(page, 0)
+    judge.judged = True
 
     # Fixed, it passes; the next run first clears the old verdict.
     set_code(run_block(page, GENERATOR), "for i in range(3):\n    print(i)\n")
