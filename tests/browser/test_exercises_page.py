@@ -28,6 +28,8 @@ import pytest
 from playwright.sync_api import Locator, Page, Route, expect
 
 from bench.processes import free_port, stop_process
+from runner import lessons
+from runner.settings import REPO_ROOT
 
 from ..conftest import TEST_CACHE
 from ..repo_copy import add_to_nav, build, copy_repo, environment, write
@@ -48,6 +50,20 @@ SEQUENTIAL = RIGHT.replace("await asyncio.gather(", "for q in (").replace(
 """Right but one query at a time: the copy's starter."""
 SILENT = RIGHT.replace('    print("done")\n', "")
 """Right but it does not print `done`: a wrong answer."""
+WRONG_ANSWERS = Path("tests") / "exercises"
+"""Per exercise, `wrong_<what>.py` files whose first line is `# message: <part of the check's message>`."""
+
+
+def chapter_exercises(root: Path = REPO_ROOT) -> list[str]:
+    """The exercises of the course's chapters (starters with a check), and the fixture one the copy adds."""
+    found = [
+        lessons.snippet_id(root, sample)
+        for lesson in lessons.lessons(root)
+        for sample in lesson.samples()
+        if lessons.is_exercise(sample) and lesson.name == "chapter_05"
+    ]
+    return [*found, REAL]
+
 
 MARKDOWN = f"""\
 # Exercise test
@@ -171,6 +187,7 @@ def exercise_site(tmp_path_factory: pytest.TempPathFactory, runner_url: str) -> 
     write(repo, f"code/{REAL}.py", SEQUENTIAL)
     write(repo, f"code/{REAL}_solution.py", RIGHT)
     write(repo, f"code/{REAL}_check.py", (FIXTURE / "ex90_fixture_check.py").read_text(encoding="utf-8"))
+    write(repo, str(WRONG_ANSWERS / REAL / "wrong_silent.py"), "# message: did not print done\n" + SILENT)
     chapter = repo / "docs" / "chapter-05" / "index.md"
     chapter.write_text(chapter.read_text(encoding="utf-8") + CHAPTER_EXERCISE, encoding="utf-8")
     notebook = run_in_copy(repo, "-m", "runner", "notebook")  # the notebook edition shows every starter too
@@ -646,3 +663,28 @@ def test_the_real_check_judges_the_chapter_exercise(page: Page, copy_runner: str
     expect(result).to_contain_text("Not yet.")
     expect(result).to_contain_text("did not print done")
     expect_progress(page, 1, total)  # solved once, solved: a later attempt does not take it back
+
+
+@pytest.mark.parametrize("exercise_id", chapter_exercises())
+def test_each_exercise_of_the_chapter_is_solved_by_its_solution_and_not_by_a_wrong_answer(
+    page: Page, copy_runner: str, exercise_site: Path, exercise_id: str
+) -> None:
+    """As a reader does it: the solution the page reveals passes, each typical wrong answer gets its message."""
+    page.goto(copy_runner + "/chapter-05/")
+    box = exercise(page, exercise_id)
+    expect(box).to_have_attribute("data-workshop-exercise-ready", "")
+    block, result = run_block(page, exercise_id), verdict(page, exercise_id)
+    box.get_by_role("button", name="Show the solution").click()
+    box.get_by_role("button", name="Show the solution anyway").click()
+    set_code(block, box.locator("details.success pre code").inner_text())
+    run(page, exercise_id)
+    expect(result.locator("[data-passed='true']")).to_have_count(1)
+    wrong = sorted((exercise_site / WRONG_ANSWERS / exercise_id).glob("wrong_*.py"))
+    assert wrong, f"no wrong answers for {exercise_id}"
+    for answer in wrong:
+        code = answer.read_text(encoding="utf-8")
+        message = code.splitlines()[0].removeprefix("# message:").strip()
+        set_code(block, code)
+        run(page, exercise_id)
+        expect(result.locator("[data-passed='false']")).to_have_count(1)
+        expect(result).to_contain_text(re.compile(re.escape(message), re.I))  # its first letter may be capitalised
