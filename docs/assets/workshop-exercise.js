@@ -301,7 +301,7 @@ function setUpHelp(container, id) {
   const show = button("Show the solution", async () => {
     if (help.seen < hints.length && !isSolved(id)) {
       const anyway = await ask(show,
-        `You have opened ${help.seen} of ${hints.length} hints. Show the solution anyway?`,
+        `You have opened ${help.seen} of ${hints.length} ${hints.length === 1 ? "hint" : "hints"}. Show the solution anyway?`,
         "Show the solution anyway", "Keep trying", true);
       if (!anyway) { show.focus(); return; }
     }
