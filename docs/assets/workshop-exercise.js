@@ -40,7 +40,7 @@ function button(label, onClick, extra = "") {
   return node;
 }
 
-// localStorage may be missing or full (private mode): progress is then kept for this page view only.
+// localStorage may be missing or full (private mode): solved exercises are then kept for this visit only.
 const store = {
   get(key) {
     try { return JSON.parse(localStorage.getItem(key)); } catch { return null; }
@@ -67,8 +67,11 @@ function exerciseById(id) {
   return exercises().find((node) => node.getAttribute("data-exercise") === id) || null;
 }
 
+// Where localStorage cannot be written (some private modes), solved stays solved for this visit.
+const solvedThisVisit = new Set();
+
 function isSolved(id) {
-  return store.get(solvedKey(id)) !== null;
+  return solvedThisVisit.has(id) || store.get(solvedKey(id)) !== null;
 }
 
 // The exercise's heading: the nearest heading before its block (the page puts it just above).
@@ -150,9 +153,10 @@ export function showVerdict(state, check) {
     " ",
     el("span", { class: "workshop-exercise__message" }, withoutLead(check.message, solved)),
   );
-  if (solved) {
-    const { solved, total } = tally();
-    if (total) box.append(" ", el("span", { class: "workshop-exercise__tally" }, `${solved} of ${total} exercises on this page solved.`));
+  const { solved: done, total } = tally();
+  if (solved && total) {
+    box.append(" ", el("span", { class: "workshop-exercise__tally" },
+      `${done} of ${total} ${total === 1 ? "exercise" : "exercises"} on this page solved.`));
   }
   region.replaceChildren(box);
 }
@@ -166,7 +170,8 @@ export function clearVerdict(state) {
 /* ---------------------------------------------------------------- progress */
 
 function markSolved(id) {
-  if (!isSolved(id)) store.set(solvedKey(id), { solved: new Date().toISOString() });
+  if (store.get(solvedKey(id)) === null) store.set(solvedKey(id), { solved: new Date().toISOString() });
+  solvedThisVisit.add(id);
   refreshProgress();
 }
 
@@ -260,6 +265,7 @@ async function startOver(restart, said) {
     const id = container.getAttribute("data-exercise");
     store.remove(solvedKey(id));
     store.remove(helpKey(id));
+    solvedThisVisit.delete(id);
     for (const block of container.querySelectorAll("[data-snippet]")) {
       if (!block.workshop) continue;
       forgetEditOf(block.workshop);
@@ -369,5 +375,8 @@ export function setUpExercises(root, { forgetEdit }) {
 
 // Another tab solved or started over: follow it.
 window.addEventListener("storage", (event) => {
-  if (event.key === null || event.key.startsWith(SOLVED_PREFIX)) refreshProgress();
+  if (event.key !== null && !event.key.startsWith(SOLVED_PREFIX)) return;
+  if (event.key === null) solvedThisVisit.clear();
+  else if (event.newValue === null) solvedThisVisit.delete(event.key.slice(SOLVED_PREFIX.length));
+  refreshProgress();
 });

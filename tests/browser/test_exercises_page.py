@@ -554,6 +554,40 @@ def test_start_over_forgets_progress_hints_and_edits_after_a_confirm(exercises: 
     expect(run_block(page, GENERATOR).locator(".cm-editor")).to_have_count(0)
 
 
+def test_another_tab_follows(exercises: Page, runner_url: str, exercise_site: Path, runner_csp: str) -> None:
+    page = exercises
+    other = page.context.new_page()
+    serve_site(other, runner_url, exercise_site / "site", runner_csp)
+    other.goto(runner_url + PAGE)
+    expect_progress(other, 0)
+    run(page, CONNECT)
+    expect_progress(other, 1)  # no reload: the storage event
+    expect(heading(other, "exercise-connect").locator(".workshop-exercise__mark")).to_have_count(1)
+    indicator(other).get_by_role("button", name="Start over").click()
+    indicator(other).get_by_role("button", name="Forget my progress").click()
+    expect_progress(page, 0)
+    expect(heading(page, "exercise-connect").locator(".workshop-exercise__mark")).to_have_count(0)
+
+
+NO_STORAGE = "Storage.prototype.setItem = function () { throw new DOMException('full', 'QuotaExceededError'); };"
+
+
+def test_with_no_storage_solved_lasts_the_visit(
+    page: Page, runner_url: str, exercise_site: Path, runner_csp: str
+) -> None:
+    page.add_init_script(NO_STORAGE)
+    serve_site(page, runner_url, exercise_site / "site", runner_csp)
+    page.route("**/api/runs", Judge())
+    page.goto(runner_url + PAGE)
+    run(page, CONNECT)
+    expect(verdict(page, CONNECT)).to_contain_text("Solved.")
+    expect_progress(page, 1)
+    expect(heading(page, "exercise-connect").locator(".workshop-exercise__mark")).to_have_count(1)
+    page.reload()
+    expect(page.locator(".workshop-exercise[data-workshop-exercise-ready]")).to_have_count(2)
+    expect_progress(page, 0)  # nothing could be kept
+
+
 # ---------------------------------------------------------------------------------- navigation
 
 
