@@ -505,6 +505,27 @@ def test_hints_open_one_at_a_time_and_the_solution_waits_for_them(exercises: Pag
     expect(other.locator("details.success")).to_be_visible()
 
 
+def test_hints_and_the_solution_need_no_runner(
+    page: Page, static_url: str, exercise_site: Path, runner_csp: str
+) -> None:
+    serve_site(page, static_url, exercise_site / "site", runner_csp)  # /api/ reaches a plain static server
+    page.goto(static_url + PAGE)
+    box = exercise(page, CONNECT)
+    run_block(page, CONNECT).get_by_role("button", name="Run", exact=False).first.click()
+    expect(run_block(page, CONNECT).get_by_role("status")).to_contain_text("Runner unreachable")
+    expect(verdict(page, CONNECT)).to_be_empty()
+    box.locator("details.hint summary").first.focus()
+    page.keyboard.press("Enter")
+    box.get_by_role("button", name="Show hint 2").focus()
+    page.keyboard.press("Enter")
+    expect(box.locator("details.hint").nth(1)).to_have_attribute("open", "")
+    box.get_by_role("button", name="Show the solution").focus()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")  # the question's first answer has the focus: show it anyway
+    expect(box.locator("details.success")).to_be_visible()
+    expect(box.locator("details.success")).to_contain_text("The published code is the solution.")
+
+
 # ---------------------------------------------------------------------------------- start over
 
 
