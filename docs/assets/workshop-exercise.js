@@ -241,7 +241,7 @@ function setUpIndicator() {
   const labelId = uid("workshop-progress");
   const box = el("section", { class: "workshop-progress", "aria-labelledby": labelId });
   const label = el("h2", { class: "workshop-visually-hidden", id: labelId }, "Your progress");
-  const text = el("p", { class: "workshop-progress__text" });
+  const text = el("p", { class: "workshop-progress__text", id: uid("workshop-progress-text") });
   const bar = el("div", {
     class: "workshop-progress__bar", role: "progressbar", "aria-label": "Exercises solved",
     "aria-valuemin": "0", "aria-valuemax": "0", "aria-valuenow": "0",
@@ -249,7 +249,7 @@ function setUpIndicator() {
   bar.append(el("div", { class: "workshop-progress__fill" }));
   const said = el("p", { class: "workshop-progress__said", "aria-live": "polite" });
   const restart = button("Start over", () => startOver(restart, said), "workshop-progress__restart");
-  restart.setAttribute("aria-describedby", labelId);
+  restart.setAttribute("aria-describedby", text.id); // "Start over", and what it would forget
   box.append(label, text, bar, restart, said);
   if (title) title.after(box); else article.prepend(box);
 }
