@@ -111,7 +111,7 @@ async def judge(
         return CheckVerdict(
             exercise=exercise.id,
             passed=False,
-            message=f"Not judged: {altered}. The check reads the course's tables as they were; "
+            message=f"{altered[:1].upper()}{altered[1:]}. The check reads the course's tables as they were; "
             "run again without changing them (every run starts from a fresh database).",
             judged=False,
         )

@@ -74,5 +74,11 @@ async def check_command(
         print(f"[{summary['status']}: {summary['reason']}]", file=out)
     verdict = summary["check"]
     print(file=out)
-    print(("Solved: " if verdict["passed"] else "Not yet: ") + verdict["message"], file=out)
+    print(verdict_line(verdict["passed"], verdict["judged"], verdict["message"]), file=out)
     return 0 if verdict["passed"] else 1
+
+
+def verdict_line(passed: bool, judged: bool, message: str) -> str:
+    """`Solved: ...`, `Not yet: ...` or `Not judged: ...`, without saying it twice."""
+    label = "Solved" if passed else "Not yet" if judged else "Not judged"
+    return message if message.startswith(label) else f"{label}: {message}"

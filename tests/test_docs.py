@@ -203,3 +203,17 @@ def test_maintainers_page_shows_include_lines_as_written(site: Path) -> None:
     page = text_of(built_page(site, "maintainers.md"))
     assert '--8<-- "chapter_NN/09_listen_notify.py"' in page
     assert '--8<-- "chapter_NN/09_listen_notify.out"' in page
+
+
+def test_every_exercise_named_in_a_command_exists() -> None:
+    """`python -m runner check chapter_NN/exNN_name` in the docs names a real exercise."""
+    exercises = {snippet_id(p) for p in SAMPLES if lessons.is_exercise(p)}
+    assert exercises, "no exercise in code/"
+    texts = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    named = {
+        (path.relative_to(REPO).as_posix(), name)
+        for path in texts
+        for name in re.findall(r"runner check (chapter_\d\d/ex\d\d_\w+)", path.read_text(encoding="utf-8"))
+    }
+    assert named, "the docs no longer show how to check an exercise at home"
+    assert {(where, name) for where, name in named if name not in exercises} == set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -75,3 +76,38 @@ def test_a_sample_runs_as_the_chapter_shows(learner_db: int) -> None:
     assert result.returncode == 0, result.stderr
     expected = (Path(REPO_ROOT) / "code/chapter_05/03_pool.out").read_text()
     assert result.stdout == expected
+
+
+def check_at_home(learner_db: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m runner check ...` against the learner database, as a learner runs it after `make db`."""
+    url = f"postgresql://postgres:password@127.0.0.1:{learner_db}/postgres"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKSHOP_")}
+    env["WORKSHOP_DATABASE_URL"] = url
+    return subprocess.run(
+        [sys.executable, "-m", "runner", "check", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_an_exercise_is_judged_at_home_as_on_the_site(learner_db: int, tmp_path: Path) -> None:
+    solved = check_at_home(learner_db, "chapter_05/ex04_pool_lookups", "--solution")
+    assert solved.returncode == 0, solved.stdout + solved.stderr
+    assert solved.stdout.splitlines()[-1].startswith("Solved: "), solved.stdout
+    assert "Solved: Solved" not in solved.stdout
+    assert "product 1: " in solved.stdout  # the program's own output comes first
+    mine = tmp_path / "my_try.py"
+    mine.write_text((Path(REPO_ROOT) / "code/chapter_05/ex04_pool_lookups.py").read_text())
+    not_yet = check_at_home(learner_db, "chapter_05/ex04_pool_lookups", str(mine))
+    assert not_yet.returncode == 1, not_yet.stdout + not_yet.stderr
+    assert not_yet.stdout.splitlines()[-1].startswith("Not yet: "), not_yet.stdout
+    assert "Traceback" not in not_yet.stderr
+
+
+def test_a_wrong_exercise_name_at_home_lists_the_exercises(learner_db: int) -> None:
+    wrong = check_at_home(learner_db, "chapter_05/ex99_nothing")
+    assert wrong.returncode == 2
+    assert "'chapter_05/ex99_nothing' is not an exercise; the exercises are: chapter_05/ex01_" in wrong.stdout

@@ -1,0 +1,23 @@
+# message: not the word `rain`
+"""`in` on the whole name matches "train" and "training" too."""
+
+import asyncio
+
+import asyncpg
+
+
+async def main() -> None:
+    conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", password="password", database="products")
+    found = []
+    async with conn.transaction():
+        async for product in conn.cursor("SELECT product_id, product_name FROM product ORDER BY product_id"):
+            if "rain" in product["product_name"]:
+                found.append(product)
+                if len(found) == 3:
+                    break
+    for product in found:
+        print(product["product_id"], product["product_name"])
+    await conn.close()
+
+
+asyncio.run(main())
