@@ -1,14 +1,14 @@
 """Exercises as a reader meets them: the verdict under a run, graduated hints, progress kept in the browser.
 
-Two kinds of test, on pages built by the real MkDocs build in a copy of the repository (so the
-course's own pages stay as they are), with the markup of EXERCISES.md:
+Two kinds of test:
 
-- the widget's behaviour, on a small page whose two exercises wrap real samples: its HTML and assets
-  come from the copy's build, runs go to the session's real runner, and a route adds a verdict to
-  the runner's real NDJSON stream, judged on the run's real output the way a check does (`check`
-  event before `finished`, the same object as `finished.check`);
-- the real thing: a runner started from the copy, where the machinery's fixture exercise
-  (tests/exercise_fixture, its check unchanged) is an exercise of the chapter, checked for real.
+- the widget's behaviour, on a small page built by the real MkDocs build in a copy of the repository
+  (so the course's pages stay as they are) with the markup of EXERCISES.md around two real samples:
+  its HTML and assets come from the copy's build, runs go to the session's real runner, and a route
+  adds a verdict to the runner's real NDJSON stream, judged on the run's real output the way a check
+  does (`check` event before `finished`, the same object as `finished.check`);
+- the real thing: the chapter's own exercises on the built site, through the session's runner and
+  its real checks.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import mimetypes
 import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,42 +25,38 @@ import httpx
 import pytest
 from playwright.sync_api import Locator, Page, Route, expect
 
-from bench.processes import free_port, stop_process
 from runner import lessons
 from runner.settings import REPO_ROOT
 
-from ..conftest import TEST_CACHE
-from ..repo_copy import add_to_nav, build, copy_repo, environment, write
-from ..repo_copy import run as run_in_copy
-from .conftest import wait_for
+from ..repo_copy import add_to_nav, build, copy_repo, write
 
 PAGE = "/exercise-test/"
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 CONNECT = "chapter_05/01_connect"
 GENERATOR = "chapter_05/07_async_generator"
-FIXTURE = Path(__file__).resolve().parents[1] / "exercise_fixture"
-REAL = "chapter_05/ex90_fixture"
-RIGHT = (FIXTURE / "ex90_fixture.py").read_text(encoding="utf-8")  # the fixture's starter solves it
-SEQUENTIAL = RIGHT.replace("await asyncio.gather(", "for q in (").replace(
-    '        pool.fetchval("SELECT pg_sleep(0.2)"),\n    )',
-    '        pool.fetchval("SELECT pg_sleep(0.2)"),\n    ):\n        await q',
-)
-"""Right but one query at a time: the copy's starter."""
-SILENT = RIGHT.replace('    print("done")\n', "")
-"""Right but it does not print `done`: a wrong answer."""
-WRONG_ANSWERS = Path("tests") / "exercises"
+REAL = "chapter_05/ex04_pool_lookups"
+"""The exercise the progress test solves for real (any would do)."""
+WRONG_ANSWERS = REPO_ROOT / "tests" / "exercises"
 """Per exercise, `wrong_<what>.py` files whose first line is `# message: <part of the check's message>`."""
 
 
 def chapter_exercises(root: Path = REPO_ROOT) -> list[str]:
-    """The exercises of the course's chapters (starters with a check), and the fixture one the copy adds."""
-    found = [
+    """The chapter's exercises: its starters with a check beside them."""
+    return [
         lessons.snippet_id(root, sample)
         for lesson in lessons.lessons(root)
+        if lesson.name == "chapter_05"
         for sample in lesson.samples()
-        if lessons.is_exercise(sample) and lesson.name == "chapter_05"
+        if lessons.is_exercise(sample)
     ]
-    return [*found, REAL]
+
+
+def wrong_answer(exercise_id: str) -> tuple[str, str]:
+    """The first typical wrong answer of an exercise, and a part of the message it must get."""
+    answers = sorted((WRONG_ANSWERS / exercise_id).glob("wrong_*.py"))
+    assert answers, f"no wrong answers for {exercise_id} in {WRONG_ANSWERS / exercise_id}"
+    code = answers[0].read_text(encoding="utf-8")
+    return code, code.splitlines()[0].removeprefix("# message:").strip()
 
 
 MARKDOWN = f"""\
@@ -131,38 +125,6 @@ Print 0, 1 and 2.
 </div>
 """
 
-# The fixture exercise, as a chapter shows it.
-CHAPTER_EXERCISE = f"""
-
-## Three queries at once
-
-### Exercise 90: insert while two others wait {{ #exercise-fixture }}
-
-<div class="workshop-exercise" data-exercise="{REAL}" markdown>
-
-Insert brand 9001, 'Checked', with a query parameter, while two other queries run at the same time.
-
-<div class="workshop-run" data-snippet="{REAL}" markdown>
-
-```python title="code/{REAL}.py"
---8<-- "{REAL}.py"
-```
-
-</div>
-
-??? hint "Hint 1"
-
-    `asyncio.gather` runs the three at once.
-
-??? success "Solution"
-
-    ```python
-    --8<-- "{REAL}_solution.py"
-    ```
-
-</div>
-"""
-
 # What each exercise's check looks for in the run's real output: (passes, solved message, not-yet message).
 Check = tuple[Callable[[str], bool], str, str]
 CHECKS: dict[str, Check] = {
@@ -183,15 +145,6 @@ CHECKS: dict[str, Check] = {
 def exercise_site(tmp_path_factory: pytest.TempPathFactory, runner_url: str) -> Path:
     repo = copy_repo(tmp_path_factory.mktemp("exercise-site") / "repo")
     write(repo, "docs/exercise-test.md", MARKDOWN)
-    # The machinery's fixture exercise, made one of the chapter's: a wrong starter, the right solution.
-    write(repo, f"code/{REAL}.py", SEQUENTIAL)
-    write(repo, f"code/{REAL}_solution.py", RIGHT)
-    write(repo, f"code/{REAL}_check.py", (FIXTURE / "ex90_fixture_check.py").read_text(encoding="utf-8"))
-    write(repo, str(WRONG_ANSWERS / REAL / "wrong_silent.py"), "# message: did not print done\n" + SILENT)
-    chapter = repo / "docs" / "chapter-05" / "index.md"
-    chapter.write_text(chapter.read_text(encoding="utf-8") + CHAPTER_EXERCISE, encoding="utf-8")
-    notebook = run_in_copy(repo, "-m", "runner", "notebook")  # the notebook edition shows every starter too
-    assert notebook.returncode == 0, notebook.stdout
     add_to_nav(repo, "Exercise test: exercise-test.md")
     # With a site URL the sitemap lists the pages, and Material's instant navigation takes links to
     # them (it matches the host and port too: the runner's own address).
@@ -199,32 +152,7 @@ def exercise_site(tmp_path_factory: pytest.TempPathFactory, runner_url: str) -> 
     config.write_text(config.read_text().replace("# site_url:\n", f"site_url: {runner_url}/\n"))
     result = build(repo)
     assert result.returncode == 0, result.stdout
-    return repo
-
-
-@pytest.fixture(scope="module")
-def copy_runner(exercise_site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real runner started from the copy (its code/, its site): it knows the fixture exercise."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("copy-runner") / "runner.log"
-    env = environment(
-        exercise_site,
-        WORKSHOP_SITE_DIR=str(exercise_site / "site"),
-        WORKSHOP_CACHE_DIR=str(TEST_CACHE / "browser-exercises"),
-    )
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "runner", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=exercise_site,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(f"http://127.0.0.1:{port}/api/health", proc, log, timeout=240)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(proc)
+    return repo / "site"
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +222,7 @@ def judge() -> Judge:
 @pytest.fixture
 def exercises(page: Page, runner_url: str, exercise_site: Path, runner_csp: str, judge: Judge) -> Iterator[Page]:
     """The exercise page, open, with the verdicts added to real runs."""
-    serve_site(page, runner_url, exercise_site / "site", runner_csp)
+    serve_site(page, runner_url, exercise_site, runner_csp)
     page.route("**/api/runs", judge)  # registered last: runs before serve_site's handler
     page.goto(runner_url + PAGE)
     expect(page.locator(".workshop-exercise[data-workshop-exercise-ready]")).to_have_count(2)
@@ -508,7 +436,7 @@ def test_hints_open_one_at_a_time_and_the_solution_waits_for_them(exercises: Pag
 def test_hints_and_the_solution_need_no_runner(
     page: Page, static_url: str, exercise_site: Path, runner_csp: str
 ) -> None:
-    serve_site(page, static_url, exercise_site / "site", runner_csp)  # /api/ reaches a plain static server
+    serve_site(page, static_url, exercise_site, runner_csp)  # /api/ reaches a plain static server
     page.goto(static_url + PAGE)
     box = exercise(page, CONNECT)
     run_block(page, CONNECT).get_by_role("button", name="Run", exact=False).first.click()
@@ -578,7 +506,7 @@ def test_start_over_forgets_progress_hints_and_edits_after_a_confirm(exercises: 
 def test_another_tab_follows(exercises: Page, runner_url: str, exercise_site: Path, runner_csp: str) -> None:
     page = exercises
     other = page.context.new_page()
-    serve_site(other, runner_url, exercise_site / "site", runner_csp)
+    serve_site(other, runner_url, exercise_site, runner_csp)
     other.goto(runner_url + PAGE)
     expect_progress(other, 0)
     run(page, CONNECT)
@@ -597,7 +525,7 @@ def test_with_no_storage_solved_lasts_the_visit(
     page: Page, runner_url: str, exercise_site: Path, runner_csp: str
 ) -> None:
     page.add_init_script(NO_STORAGE)
-    serve_site(page, runner_url, exercise_site / "site", runner_csp)
+    serve_site(page, runner_url, exercise_site, runner_csp)
     page.route("**/api/runs", Judge())
     page.goto(runner_url + PAGE)
     run(page, CONNECT)
@@ -660,7 +588,7 @@ def test_axe_finds_nothing_in_an_exercise(
     context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=scheme, bypass_csp=True)
     try:
         page = context.new_page()
-        serve_site(page, runner_url, exercise_site / "site", runner_csp)
+        serve_site(page, runner_url, exercise_site, runner_csp)
         judge = Judge()
         page.route("**/api/runs", judge)
         page.goto(runner_url + PAGE)
@@ -680,6 +608,16 @@ def test_axe_finds_nothing_in_an_exercise(
         assert run_axe(page) == []
         exercise(page, CONNECT).scroll_into_view_if_needed()
         page.screenshot(path=artifacts / f"exercise-{scheme}.png", full_page=False)
+
+        # The chapter's own exercises (no route: the built site as served), a hint opened, a question asked.
+        page.unroute_all()
+        page.goto(runner_url + "/chapter-05/")
+        first = exercise(page, chapter_exercises()[0])
+        expect(first).to_have_attribute("data-workshop-exercise-ready", "")
+        first.locator("details.hint summary").first.click()
+        first.get_by_role("button", name="Show the solution").click()
+        expect(first.locator(".workshop-exercise__ask")).to_be_visible()
+        assert run_axe(page) == []
     finally:
         context.close()
 
@@ -687,45 +625,55 @@ def test_axe_finds_nothing_in_an_exercise(
 # ---------------------------------------------------------------------------------- the real check
 
 
-def test_the_real_check_judges_the_chapter_exercise(page: Page, copy_runner: str) -> None:
+def test_the_real_check_marks_a_chapter_exercise_solved(page: Page, runner_url: str) -> None:
     """The runner's own check, run after the code: the starter and a wrong answer fail, the solution passes."""
-    page.goto(copy_runner + "/chapter-05/")
+    page.goto(runner_url + "/chapter-05/")
     box = exercise(page, REAL)
     expect(box).to_have_attribute("data-workshop-exercise-ready", "")
-    total = page.locator(".workshop-exercise").count()
-    block = run_block(page, REAL)
-    result = verdict(page, REAL)
+    total = len(chapter_exercises())
+    block, result = run_block(page, REAL), verdict(page, REAL)
+    anchor = str(
+        box.evaluate(
+            "b => { let h = b.previousElementSibling; while (!/^H[1-6]$/.test(h.tagName))"
+            " h = h.previousElementSibling; return h.id; }"
+        )
+    )
     expect_progress(page, 0, total)
 
-    run(page, REAL)  # the starter: right, but one query at a time
+    run(page, REAL)  # the starter
+    starter_message = (WRONG_ANSWERS / REAL / "starter.message").read_text(encoding="utf-8").strip()
     expect(result).to_contain_text("Not yet.")
-    expect(result).to_contain_text("not 3")
+    expect(result).to_contain_text(re.compile(re.escape(starter_message), re.I))
     expect_progress(page, 0, total)
 
-    # The solution as the page shows it (the hint unopened: after a confirm), run from the editor.
+    # The solution as the page shows it (no hint opened: after a confirm), run from the editor.
     box.get_by_role("button", name="Show the solution").click()
     box.get_by_role("button", name="Show the solution anyway").click()
     set_code(block, box.locator("details.success pre code").inner_text())
     run(page, REAL)
     expect(result).to_contain_text("Solved.")
-    expect(result).to_contain_text("3 at once")
-    expect(heading(page, "exercise-fixture").locator(".workshop-exercise__mark")).to_have_text("Solved")
-    expect(toc_link(page, "exercise-fixture").locator(".workshop-toc__mark")).to_have_count(1)
+    expect(heading(page, anchor).locator(".workshop-exercise__mark")).to_have_text("Solved")
+    expect(toc_link(page, anchor).locator(".workshop-toc__mark")).to_have_count(1)
     expect_progress(page, 1, total)
 
-    set_code(block, SILENT)  # a wrong answer: the same queries, but it does not say done
+    code, message = wrong_answer(REAL)
+    set_code(block, code)
     run(page, REAL)
     expect(result).to_contain_text("Not yet.")
-    expect(result).to_contain_text("did not print done")
+    expect(result).to_contain_text(re.compile(re.escape(message), re.I))
     expect_progress(page, 1, total)  # solved once, solved: a later attempt does not take it back
+
+    page.reload()
+    expect_progress(page, 1, total)
+    expect(heading(page, anchor).locator(".workshop-exercise__mark")).to_have_text("Solved")
 
 
 @pytest.mark.parametrize("exercise_id", chapter_exercises())
 def test_each_exercise_of_the_chapter_is_solved_by_its_solution_and_not_by_a_wrong_answer(
-    page: Page, copy_runner: str, exercise_site: Path, exercise_id: str
+    page: Page, runner_url: str, exercise_id: str
 ) -> None:
-    """As a reader does it: the solution the page reveals passes, each typical wrong answer gets its message."""
-    page.goto(copy_runner + "/chapter-05/")
+    """As a reader does it: the solution the page reveals passes, a typical wrong answer gets its message."""
+    page.goto(runner_url + "/chapter-05/")
     box = exercise(page, exercise_id)
     expect(box).to_have_attribute("data-workshop-exercise-ready", "")
     block, result = run_block(page, exercise_id), verdict(page, exercise_id)
@@ -735,12 +683,8 @@ def test_each_exercise_of_the_chapter_is_solved_by_its_solution_and_not_by_a_wro
     set_code(block, box.locator("details.success pre code").inner_text())
     run(page, exercise_id)
     expect(result.locator("[data-passed='true']")).to_have_count(1)
-    wrong = sorted((exercise_site / WRONG_ANSWERS / exercise_id).glob("wrong_*.py"))
-    assert wrong, f"no wrong answers for {exercise_id}"
-    for answer in wrong:
-        code = answer.read_text(encoding="utf-8")
-        message = code.splitlines()[0].removeprefix("# message:").strip()
-        set_code(block, code)
-        run(page, exercise_id)
-        expect(result.locator("[data-passed='false']")).to_have_count(1)
-        expect(result).to_contain_text(re.compile(re.escape(message), re.I))  # its first letter may be capitalised
+    code, message = wrong_answer(exercise_id)
+    set_code(block, code)
+    run(page, exercise_id)
+    expect(result.locator("[data-passed='false']")).to_have_count(1)
+    expect(result).to_contain_text(re.compile(re.escape(message), re.I))  # its first letter may be capitalised
