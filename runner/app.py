@@ -210,6 +210,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             metrics.unavailable(error.code)
             raise
         runtime.troubles.cleared()
+        run.round_trip_ms = asked.network_rtt_ms
         headers = {"X-Run-Id": run.id}
         if NDJSON in request.headers.get("accept", ""):
             return RunResponse(run, headers)

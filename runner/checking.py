@@ -79,6 +79,8 @@ class Result:
     queries: list[Query]
     connections: int
     cancel_requests: list[float]
+    closed: int = 0
+    """Connections the code closed itself; the others were cut when the program ended."""
     timings: list[Timing] = field(default_factory=list)
     dropped: int = 0
     """Queries beyond the record's capacity, counted but not kept."""
@@ -126,6 +128,7 @@ class Result:
             queries=[Query(**q) for q in wire["queries"]],
             connections=wire["connections"],
             cancel_requests=list(wire["cancel_requests"]),
+            closed=wire.get("closed", 0),
             timings=[Timing(**t) for t in data.get("timings", [])],
             dropped=wire.get("dropped", 0),
         )

@@ -34,6 +34,7 @@ import asyncpg
 from runner.gate import GATE_HOST, GRANTED
 from runner.lesson import REPO_ROOT, prefer_lesson_package
 from runner.queries import QueryRecorder
+from runner.round_trip import PreciseTimers, delayed, unwrap
 
 EVENTS_FD = int(os.environ.get("WORKSHOP_EVENTS_FD", "3"))
 RLIMITS = {
@@ -124,8 +125,11 @@ def connect_through_gate() -> socket.socket:
     return socket.socket(fileno=fds[0])
 
 
-def install_gate() -> None:
-    """Connections to GATE_HOST (the host every connect is redirected to) come from the runner."""
+def install_gate(round_trip_ms: float = 0) -> None:
+    """Connections to GATE_HOST (the host every connect is redirected to) come from the runner.
+
+    With a simulated round trip, what each of them receives reaches asyncpg that much later.
+    """
     loop_class: Any = asyncio.unix_events._UnixSelectorEventLoop
     original = loop_class.create_unix_connection
 
@@ -133,9 +137,12 @@ def install_gate() -> None:
     async def create_unix_connection(self: Any, protocol_factory: Any, path: Any = None, **kwargs: Any) -> Any:
         if kwargs.get("sock") is None and path is not None and os.fspath(path).startswith(GATE_HOST):
             sock = connect_through_gate()
+            factory = delayed(protocol_factory, round_trip_ms / 1000, self) if round_trip_ms else protocol_factory
             if sock.family != socket.AF_UNIX:  # an external server reached over TCP
-                return await self.create_connection(protocol_factory, sock=sock, **kwargs)
-            return await original(self, protocol_factory, None, sock=sock, **kwargs)
+                transport, protocol = await self.create_connection(factory, sock=sock, **kwargs)
+            else:
+                transport, protocol = await original(self, factory, None, sock=sock, **kwargs)
+            return transport, unwrap(protocol)
         return await original(self, protocol_factory, path, **kwargs)
 
     loop_class.create_unix_connection = create_unix_connection
@@ -198,7 +205,10 @@ def main() -> int:
         return 0  # the sandbox was discarded without a job
     recorder.t0 = time.monotonic()
     redirect_connections(job["connect"])
-    install_gate()
+    round_trip_ms = job.get("round_trip_ms", 0)
+    install_gate(round_trip_ms)
+    if round_trip_ms:
+        asyncio.set_event_loop_policy(PreciseTimers())
     apply_limits(job.get("limits", {}))
     if "check" in job:  # this process judges a finished run (runner/exercises.py)
         from runner.check_process import run_check

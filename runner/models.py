@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from .changes import DatabaseChanges
+from .round_trip import ROUND_TRIPS_MS
 
 Status = Literal["ok", "error", "timeout", "killed", "cancelled"]
 STATUSES: tuple[Status, ...] = ("ok", "error", "timeout", "killed", "cancelled")
@@ -32,6 +33,20 @@ class RunRequest(Model):
 
     snippet: str = Field(min_length=1, max_length=MAX_SNIPPET_ID, description="A snippet id from /api/snippets.")
     code: str | None = Field(default=None, description="Edited code; omit to run the published sample.")
+    network_rtt_ms: float = Field(
+        default=0,
+        strict=True,
+        json_schema_extra={"enum": list(ROUND_TRIPS_MS)},
+        description="A simulated network round trip, in milliseconds, on each of the run's database connections "
+        "(0: none, the local socket as it is).",
+    )
+
+    @field_validator("network_rtt_ms")
+    @classmethod
+    def _offered_round_trip(cls, value: float) -> float:
+        if value not in ROUND_TRIPS_MS:
+            raise ValueError(f"should be one of {', '.join(f'{v:g}' for v in ROUND_TRIPS_MS)} (milliseconds)")
+        return value
 
     @field_validator("snippet", "code")
     @classmethod
@@ -162,6 +177,12 @@ class CheckEvent(CheckVerdict):
     event: Literal["check"] = "check"
 
 
+class Network(Model):
+    """The network the run's database connections went through."""
+
+    round_trip_ms: float = Field(description="The simulated round trip each answer paid (0: a local socket).")
+
+
 class RunResult(Model):
     """How a run ended: the part of the summary that the streamed `finished` event carries."""
 
@@ -178,6 +199,7 @@ class RunResult(Model):
         default=None, description="What the run committed to its database; null when it could not be read."
     )
     check: CheckVerdict | None = Field(default=None, description="The exercise's verdict; null for other samples.")
+    network: Network = Field(default=Network(round_trip_ms=0), description="The network the run was given.")
 
 
 class FinishedEvent(RunResult):

@@ -24,6 +24,7 @@ from .models import (
     CheckVerdict,
     Duration,
     FinishedEvent,
+    Network,
     OutputEvent,
     QueriesEvent,
     QueryActivity,
@@ -57,6 +58,7 @@ class Run:
     admitted_at: float
     ready_at: float
     client: str = "local"
+    round_trip_ms: float = 0
     id: str = field(default_factory=lambda: secrets.token_hex(6))
     outcome: Outcome = field(default_factory=Outcome)
     output: list[OutputEvent] = field(default_factory=list)
@@ -76,6 +78,7 @@ class Run:
             timeout=self.service.settings.run_timeout,
             output_limit=self.service.settings.output_limit,
             record=record,
+            round_trip_ms=self.round_trip_ms,
         )
         self.started = True
         if exercise is not None:
@@ -138,6 +141,7 @@ class Run:
             else Resources(memory_peak_bytes=self.outcome.memory_peak, cpu_seconds=round(self.outcome.cpu_seconds, 4)),
             changes=self.changes,
             check=self.check,
+            network=Network(round_trip_ms=self.round_trip_ms),
         )
 
     def summary(self) -> RunSummary:

@@ -100,6 +100,8 @@ class Job:
     limits: Limits = field(default_factory=Limits)
     record: WireRecord | None = None
     """Where the gate records the run's queries from the wire (exercise runs); None hands sockets over as they are."""
+    round_trip_ms: float = 0
+    """A simulated network round trip on each database connection (runner/round_trip.py)."""
 
 
 @dataclass
@@ -272,6 +274,7 @@ class Sandbox:
             "filename": job.filename,
             "connect": {**self.database.address.connect_kwargs(), "host": GATE_HOST},
             "limits": _rlimits(job.limits, per_run_pids=self.cgroup is not None),
+            "round_trip_ms": job.round_trip_ms,
         }
         self.child.send_job(json.dumps(payload).encode())
         tasks = [

@@ -86,6 +86,8 @@ class WireRecord:
     """The moment times are counted from (the hand-over of the code)."""
     queries: list[WireQuery] = field(default_factory=list)
     connections: int = 0
+    closed: int = 0
+    """Connections the code closed itself (it said goodbye, Terminate) rather than left to die with it."""
     cancel_requests: list[float] = field(default_factory=list)
     dropped: int = 0
     opaque: int = 0
@@ -105,11 +107,11 @@ class WireRecord:
             return
         self.queries.append(query)
 
-    def opened(self) -> None:
+    def relay_started(self) -> None:
         self._open += 1
         self._idle.clear()
 
-    def closed(self) -> None:
+    def relay_ended(self) -> None:
         self._open -= 1
         if self._open == 0:
             self._idle.set()
@@ -127,6 +129,7 @@ class WireRecord:
         return {
             "queries": [q.as_dict() for q in self.queries],
             "connections": self.connections,
+            "closed": self.closed,
             "cancel_requests": [round(t, 6) for t in self.cancel_requests],
             "dropped": self.dropped,
         }
@@ -261,6 +264,8 @@ class ConnectionTap:
                 self._pending.append(_Pending(query, self._cycle + 1, simple=False))
             elif kind == ord("S"):
                 self._cycle += 1
+            elif kind == ord("X") and self.number:
+                self.record.closed += 1
 
     def _text(self, body: bytes, at: int) -> str:
         text = _cstring(body, at)[0][:MAX_SQL]
@@ -329,7 +334,7 @@ class ConnectionTap:
 async def relay(client: socket.socket, server: socket.socket, tap: ConnectionTap) -> None:
     """Copy bytes both ways until both sides are done, showing each chunk to the tap."""
     record = tap.record
-    record.opened()
+    record.relay_started()
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(_pump(client, server, tap.from_client))
@@ -337,7 +342,7 @@ async def relay(client: socket.socket, server: socket.socket, tap: ConnectionTap
     finally:
         client.close()
         server.close()
-        record.closed()
+        record.relay_ended()
 
 
 async def _pump(source: socket.socket, sink: socket.socket, show: Callable[[bytes], None]) -> None:

@@ -152,7 +152,7 @@ def test_a_run_with_queries_and_timings_conforms(live_runner: LiveRunner, api_sc
 STARTED = {"event": "started", "id": "a1", "snippet": "s"}
 DURATION = {"queue": 0.0, "setup": 0.1, "run": 0.2, "total": 0.3}
 RESULT = {"id": "a1", "snippet": "s", "edited": False, "status": "ok", "exit_code": 0, "reason": None}
-LATER = {"resources": None, "changes": None, "check": None}
+LATER = {"resources": None, "changes": None, "check": None, "network": {"round_trip_ms": 0}}
 FINISHED = {"event": "finished", **RESULT, "truncated": False, "duration": DURATION, **LATER}
 SUMMARY = {**RESULT, "truncated": False, "duration": DURATION, **LATER, "output": [], "timings": [], "queries": None}
 

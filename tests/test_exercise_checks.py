@@ -70,8 +70,10 @@ def result(
     connections: int | None = None,
     exception: tuple[str, str] | None = None,
     cancel_requests: list[float] | None = None,
+    closed: int | None = None,
 ) -> Result:
     queries = queries or []
+    opened = len({q.connection for q in queries}) if connections is None else connections
     return Result(
         status="error" if exception else "ok",
         exit_code=1 if exception else 0,
@@ -80,8 +82,9 @@ def result(
         exception=RaisedException(*exception) if exception else None,
         seconds=max((q.end for q in queries), default=0.0) + 0.05,
         queries=queries,
-        connections=len({q.connection for q in queries}) if connections is None else connections,
+        connections=opened,
         cancel_requests=cancel_requests or [],
+        closed=opened if closed is None else closed,
         timings=[],
     )
 
@@ -186,6 +189,12 @@ def test_ex01_one_connection_and_one_query_is_solved(judge: Judge) -> None:
     out = f"server version: {_major(judge)}\nbrands: {_brands(judge)}\n"
     made = result(out, [query(1, 0.1, 0.11, "SELECT count(*) FROM brand", rows=1)])
     assert "one connection and one query" in solved(judge("ex01_one_connection", made))
+
+
+def test_ex01_a_connection_left_open_is_not(judge: Judge) -> None:
+    out = f"server version: {_major(judge)}\nbrands: {_brands(judge)}\n"
+    made = result(out, [query(1, 0.1, 0.11, "SELECT count(*) FROM brand", rows=1)], closed=0)
+    not_solved(judge("ex01_one_connection", made), "left its connection open", "await conn.close()")
 
 
 def test_ex01_a_connection_per_question_is_not(judge: Judge) -> None:

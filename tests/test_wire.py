@@ -74,7 +74,7 @@ def test_prepared_statements_carry_their_text_parameters_and_rows(live_runner: L
         await conn.close()
 
     result = as_result(recorded(live_runner, scenario))
-    assert result.connections == 1
+    assert (result.connections, result.closed) == (1, 1)
     series = result.queries_matching(r"generate_series")
     assert [(q.parameters, q.rows, q.error) for q in series] == [(1, 5, None)]
     assert [q.parameters for q in result.queries_matching(r"\$1::int \+ \$2::int")] == [2]
@@ -134,6 +134,7 @@ def test_concurrent_queries_on_a_pool_overlap_in_the_record(live_runner: LiveRun
 
     result = as_result(recorded(live_runner, scenario))
     assert result.connections == 3
+    assert result.closed == 3  # the pool's close says goodbye on each
     assert result.max_concurrency() == 3
     later = max(q.start for q in result.queries_matching(r"pg_sleep\(0\.05\)"))
     assert result.max_concurrency(start=later - 0.001) == 1

@@ -54,4 +54,9 @@ async def check(result: Result) -> str:
             if count is not None
             else "Your output has no line `brands: ...`: print the number of brands after it."
         )
+    if result.closed < result.connections:
+        raise NotSolved(
+            "The output is right, but your code left its connection open: the server saw it cut when the "
+            "program ended, not closed. End with `await conn.close()`, in a `finally:` so an error cannot skip it."
+        )
     return f"Solved: PostgreSQL {major} and {brands} brands, with one connection and one query."

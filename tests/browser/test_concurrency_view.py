@@ -127,8 +127,10 @@ def check_pool_comparison(page: Page, runner_url: str) -> Locator:
     expect(chart.locator(".workshop-run__svg-value").first).to_have_text(re.compile(r"^\d+\.\d+ s$"))
     ratio = block.locator(".workshop-run__ratio")
     expect(ratio).to_be_visible()
-    expect(ratio).to_have_text(re.compile(r"^Concurrent was \d+(\.\d)?× (faster|slower) than sequential"))
-    expect(block.get_by_role("img", name=re.compile("concurrent was .*× (faster|slower)"))).to_have_count(1)
+    # a clear speed-up is announced, a small one explained (on a local socket the work is CPU-bound)
+    said = r"oncurrent was (\d+(\.\d)?×|not clearly) faster than sequential"
+    expect(ratio).to_have_text(re.compile(rf"^C{said}"))
+    expect(block.get_by_role("img", name=re.compile(f"c{said}"))).to_have_count(1)
 
     lines = timeline(block)
     expect(lines).to_be_visible()
