@@ -2,8 +2,8 @@
  * The Run widget: every element with a data-snippet attribute (a sample on a
  * chapter page, a code cell on the notebook page) gets Run / Stop / Edit / Reset
  * buttons and an output panel. A run is one POST /api/runs whose response streams
- * NDJSON events (started, output, timing, queries, finished); Stop aborts that
- * request and the runner kills the run when the client goes away.
+ * NDJSON events (started, output, timing, queries, check, finished); Stop aborts
+ * that request and the runner kills the run when the client goes away.
  *
  * - Editing uses CodeMirror 6 (docs/assets/vendor/codemirror.js, built from the
  *   pinned npm packages by `make vendor`), loaded the first time a page needs it.
@@ -16,8 +16,13 @@
  *   lane per database connection (plain SVG), and what the run changed in its
  *   database as a small table.
  *
+ * - Exercises (a Run block inside `.workshop-exercise`): the verdict of the
+ *   runner's check, hints, and progress live in workshop-exercise.js.
+ *
  * An ES module with no build step of its own.
  */
+
+import { clearVerdict, setUpExercises, showVerdict } from "./workshop-exercise.js";
 
 const READY = "data-workshop-ready";
 const active = new Set(); // states of the runs in progress
@@ -431,6 +436,16 @@ function showStaleNotice(state, aside) {
   ]);
 }
 
+// Start over (workshop-exercise.js): back to the published code, with no Undo and nothing kept aside.
+function forgetEdit(state) {
+  clearTimeout(state.saveTimer);
+  closeEditor(state);
+  hideNotice(state);
+  state.undo = null;
+  store.remove(editKey(state.snippet));
+  store.remove(asideKey(state.snippet));
+}
+
 function resetEdit(state) {
   const code = editorCode(state);
   closeEditor(state);
@@ -642,6 +657,8 @@ function handle(state, event) {
   } else if (event.event === "queries") {
     state.queries = event;
     schedule(state, "timeline");
+  } else if (event.event === "check") {
+    showVerdict(state, event); // an exercise's verdict, before `finished`
   } else if (event.event === "finished") {
     finish(state, event);
   }
@@ -660,6 +677,7 @@ function clearPanel(state) {
   state.detail.textContent = "";
   state.origin.hidden = true;
   state.block.removeAttribute("data-output-from");
+  clearVerdict(state);
 }
 
 function finish(state, summary) {
@@ -693,6 +711,7 @@ function finish(state, summary) {
     .map((key) => `${key} ${seconds(d[key])}`)
     .join(" · ");
   drawChanges(state, summary.changes);
+  if (summary.check) showVerdict(state, summary.check); // the same verdict as the `check` event
   if (typeof d.run === "number" && (summary.status === "ok" || summary.status === "error")) {
     store.set(lastRunKey(state.snippet, !!summary.edited), d.run);
   }
@@ -1196,6 +1215,7 @@ function legendItem(cls, text) {
 function init() {
   const blocks = document.querySelectorAll("[data-snippet]");
   blocks.forEach(setUp);
+  setUpExercises(document, { forgetEdit });
   if (blocks.length) loadCodeMirror(); // in the background: Edit opens at once
 }
 
