@@ -118,6 +118,15 @@ def build_root(config: dict[str, Any], root: str) -> None:
     """The sandbox's file system, as bubblewrap builds it: read-only binds, a private /tmp, /dev and /proc."""
     mount("none", "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
+    uid = config["uid"]
+
+    def private_tmpfs(path: str, size: int) -> None:
+        os.makedirs(root + path, exist_ok=True)
+        mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0755,uid={uid},gid={uid},size={size}")
+
+    # /tmp first, as bubblewrap orders it: a bound folder that lives under /tmp (a checkout in
+    # /tmp/...) is bound on top of the private /tmp, not hidden by it
+    private_tmpfs("/tmp", config["tmp_size"])
     for kind, *args in config["layout"]:
         if kind == "symlink":
             target, path = args
@@ -126,10 +135,7 @@ def build_root(config: dict[str, Any], root: str) -> None:
             (path,) = args
             os.makedirs(root + path, exist_ok=True)
             ro_bind(path, root + path)
-    uid = config["uid"]
-    for path, size in (("/tmp", config["tmp_size"]), ("/dev", 1 << 20)):
-        os.makedirs(root + path, exist_ok=True)
-        mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0755,uid={uid},gid={uid},size={size}")
+    private_tmpfs("/dev", 1 << 20)
     for device in DEVICES:
         node = f"{root}/dev/{device}"
         open(node, "w").close()
