@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from runner.queries import max_concurrency as max_concurrency  # for checks judging a part of the queries
+
 if TYPE_CHECKING:
     import asyncpg
 
@@ -40,6 +42,11 @@ class RaisedException:
 
     type: str
     message: str
+
+    def __str__(self) -> str:
+        """`Type: message`, without a closing full stop (a sentence around it adds its own)."""
+        message = self.message.strip().rstrip(".")
+        return f"{self.type}: {message}" if message else self.type
 
 
 @dataclass(frozen=True)
@@ -89,12 +96,12 @@ class Result:
     def max_concurrency(self, start: float | None = None, end: float | None = None) -> int:
         """Most queries in flight at one instant, optionally within [start, end]."""
         inside = [q for q in self.queries if (start is None or q.start >= start) and (end is None or q.end <= end)]
-        edges = sorted([(q.start, 1) for q in inside] + [(q.end, -1) for q in inside], key=lambda e: (e[0], e[1]))
-        busy = peak = 0
-        for _, delta in edges:
-            busy += delta
-            peak = max(peak, busy)
-        return peak
+        return max_concurrency(inside)
+
+    def printed(self, label: str) -> str | None:
+        """The value the program printed after `label: ` on a line of its own, or None."""
+        match = re.search(rf"^{re.escape(label)}:[ \t]*(.*?)\s*$", self.stdout, re.M)
+        return match.group(1) if match else None
 
     def phase(self, name: str) -> Timing | None:
         """The last `async_timed` report of the function `name` (the program's own report)."""

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .percentile import percentile
 
@@ -94,8 +95,17 @@ def merge_intervals(intervals: list[tuple[float, float]], limit: int = MAX_INTER
         gap = max(gap * 2, 0.0005)
 
 
-def max_concurrency(records: list[QueryRecord]) -> int:
-    """Most queries in flight at one instant (on distinct connections or not)."""
+class Span(Protocol):
+    @property
+    def start(self) -> float: ...
+    @property
+    def end(self) -> float: ...
+
+
+def max_concurrency(records: Iterable[Span]) -> int:
+    """Most queries in flight at one instant (on distinct connections or not); one ending as another
+    starts does not overlap it."""
+    records = list(records)
     edges = sorted([(r.start, 1) for r in records] + [(r.end, -1) for r in records], key=lambda e: (e[0], e[1]))
     busy = peak = 0
     for _, delta in edges:

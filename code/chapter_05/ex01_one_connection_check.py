@@ -1,26 +1,11 @@
 """Check: one connection, and no query for what asyncpg already knows."""
 
-import re
-
 from runner.checking import NotSolved, Result
-
-
-def _stopped(result: Result) -> str:
-    """`Type: message` of the exception that ended the program (no full stop at the end: the caller adds one)."""
-    assert result.exception is not None
-    message = result.exception.message.strip().rstrip(".")
-    return f"{result.exception.type}: {message}" if message else result.exception.type
-
-
-def _line(stdout: str, label: str) -> str | None:
-    """The value printed after `label: ` on a line of its own, or None."""
-    match = re.search(rf"^{label}:[ \t]*(.*?)\s*$", stdout, re.M)
-    return match.group(1) if match else None
 
 
 async def check(result: Result) -> str:
     if result.exception is not None:
-        raise NotSolved(f"Your code stopped with {_stopped(result)}.")
+        raise NotSolved(f"Your code stopped with {result.exception}.")
     if result.connections > 1:
         raise NotSolved(
             f"Your code opened {result.connections} connections to the server, one per question. "
@@ -38,7 +23,7 @@ async def check(result: Result) -> str:
 
     major = int(await result.db.fetchval("SHOW server_version_num")) // 10000
     brands = await result.db.fetchval("SELECT count(*) FROM brand")
-    version = _line(result.stdout, "server version")
+    version = result.printed("server version")
     if version is None:
         raise NotSolved("Your output has no line `server version: ...`: print it, followed by the major version.")
     if version != str(major):
@@ -46,7 +31,7 @@ async def check(result: Result) -> str:
             f"Your output says `server version: {version}`; print the major version alone "
             f"(the `major` field of what get_server_version() returns), here {major}."
         )
-    count = _line(result.stdout, "brands")
+    count = result.printed("brands")
     if count != str(brands):
         raise NotSolved(
             f"Your output says `brands: {count}`, but the table holds {brands} brands: "

@@ -1,32 +1,17 @@
 """Check: which brand makes product 100, and how many SKUs does it have?"""
 
-import re
-
 from runner.checking import NotSolved, Result
-
-
-def _stopped(result: Result) -> str:
-    """`Type: message` of the exception that ended the program (no full stop at the end: the caller adds one)."""
-    assert result.exception is not None
-    message = result.exception.message.strip().rstrip(".")
-    return f"{result.exception.type}: {message}" if message else result.exception.type
-
-
-def _line(stdout: str, label: str) -> str | None:
-    """The value printed after `label: ` on a line of its own, or None."""
-    match = re.search(rf"^{label}:[ \t]*(.*?)\s*$", stdout, re.M)
-    return match.group(1) if match else None
 
 
 async def check(result: Result) -> str:
     if result.exception is not None:
-        raise NotSolved(f"Your code stopped with {_stopped(result)}.")
+        raise NotSolved(f"Your code stopped with {result.exception}.")
     product = await result.db.fetchrow("SELECT brand_id, product_name FROM product WHERE product_id = 100")
     brand = await result.db.fetchval("SELECT brand_name FROM brand WHERE brand_id = $1", product["brand_id"])
     skus = await result.db.fetchval("SELECT count(*) FROM sku WHERE product_id = 100")
     total = await result.db.fetchval("SELECT count(*) FROM sku")
 
-    printed_brand = _line(result.stdout, "brand")
+    printed_brand = result.printed("brand")
     if printed_brand is None:
         raise NotSolved(
             "Your output has no line `brand: ...`. Product 100 only holds its brand's id (brand_id); "
@@ -43,7 +28,7 @@ async def check(result: Result) -> str:
             f"(brand {product['brand_id']}). Look its brand_name up in the brand table."
         )
 
-    printed_skus = _line(result.stdout, "skus")
+    printed_skus = result.printed("skus")
     if printed_skus is None:
         raise NotSolved("Your output has no line `skus: ...`: count the rows of sku whose product_id is 100.")
     if printed_skus == str(total):

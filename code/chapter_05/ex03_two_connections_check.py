@@ -5,13 +5,6 @@ from runner.checking import NotSolved, Query, Result
 PRODUCT_100 = r"where\s+p\.product_id\s*=\s*100"
 
 
-def _stopped(result: Result) -> str:
-    """`Type: message` of the exception that ended the program (no full stop at the end: the caller adds one)."""
-    assert result.exception is not None
-    message = result.exception.message.strip().rstrip(".")
-    return f"{result.exception.type}: {message}" if message else result.exception.type
-
-
 def _overlap(first: Query, second: Query) -> bool:
     """True when the two queries were in flight at the same moment."""
     return first.start < second.end and second.start < first.end
@@ -19,7 +12,7 @@ def _overlap(first: Query, second: Query) -> bool:
 
 async def check(result: Result) -> str:
     if result.exception is not None:
-        raise NotSolved(f"Your code stopped with {_stopped(result)}.")
+        raise NotSolved(f"Your code stopped with {result.exception}.")
     if "InterfaceError" in result.stdout:
         raise NotSolved(
             "A query still failed with InterfaceError (another operation is in progress): both queries share "

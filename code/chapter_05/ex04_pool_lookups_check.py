@@ -1,26 +1,9 @@
 """Check: a hundred lookups at once, through a pool."""
 
-from runner.checking import NotSolved, Query, Result
+from runner.checking import NotSolved, Result, max_concurrency
 
 LOOKUPS = 100
 AT_ONCE = 4
-
-
-def _stopped(result: Result) -> str:
-    """`Type: message` of the exception that ended the program (no full stop at the end: the caller adds one)."""
-    assert result.exception is not None
-    message = result.exception.message.strip().rstrip(".")
-    return f"{result.exception.type}: {message}" if message else result.exception.type
-
-
-def _peak(queries: list[Query]) -> int:
-    """Most of these queries in flight at the same moment."""
-    events = sorted([(q.start, 1) for q in queries] + [(q.end, -1) for q in queries])
-    peak = current = 0
-    for _, step in events:
-        current += step
-        peak = max(peak, current)
-    return peak
 
 
 async def check(result: Result) -> str:
@@ -31,7 +14,7 @@ async def check(result: Result) -> str:
                 " Several lookups shared one connection, which serves one query at a time: let each lookup "
                 "borrow its own with `async with pool.acquire() as conn:`."
             )
-        raise NotSolved(f"Your code stopped with {_stopped(result)}.{hint}")
+        raise NotSolved(f"Your code stopped with {result.exception}.{hint}")
 
     rows = await result.db.fetch(
         "SELECT p.product_id, count(s.sku_id) AS skus FROM product AS p LEFT JOIN sku AS s USING (product_id) "
@@ -60,7 +43,7 @@ async def check(result: Result) -> str:
             f"The server answered {len(lookups)} quer{'y' if len(lookups) == 1 else 'ies'} on sku, not one per "
             f"product: keep the {LOOKUPS} lookups (one query each) and run them concurrently."
         )
-    peak = _peak(lookups)
+    peak = max_concurrency(lookups)
     if peak < AT_ONCE:
         how = "one at a time" if peak == 1 else f"at most {peak} at once"
         raise NotSolved(

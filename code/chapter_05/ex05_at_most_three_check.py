@@ -1,32 +1,15 @@
 """Check: never more than three at once."""
 
-from runner.checking import NotSolved, Query, Result
+from runner.checking import NotSolved, Result, max_concurrency
 
 LOOKUPS = 30
 LIMIT = 3
 POOL = 10
 
 
-def _stopped(result: Result) -> str:
-    """`Type: message` of the exception that ended the program (no full stop at the end: the caller adds one)."""
-    assert result.exception is not None
-    message = result.exception.message.strip().rstrip(".")
-    return f"{result.exception.type}: {message}" if message else result.exception.type
-
-
-def _peak(queries: list[Query]) -> int:
-    """Most of these queries in flight at the same moment."""
-    events = sorted([(q.start, 1) for q in queries] + [(q.end, -1) for q in queries])
-    peak = current = 0
-    for _, step in events:
-        current += step
-        peak = max(peak, current)
-    return peak
-
-
 async def check(result: Result) -> str:
     if result.exception is not None:
-        raise NotSolved(f"Your code stopped with {_stopped(result)}.")
+        raise NotSolved(f"Your code stopped with {result.exception}.")
     rows = await result.db.fetch(
         "SELECT product_id, product_name FROM product WHERE product_id BETWEEN 1 AND $1 ORDER BY product_id", LOOKUPS
     )
@@ -45,7 +28,7 @@ async def check(result: Result) -> str:
             f"Your code opened {result.connections} connections: the pool was made smaller. Keep the pool of "
             f"{POOL} (the rest of the program needs it) and limit these lookups with an asyncio.Semaphore({LIMIT})."
         )
-    peak = _peak(lookups)
+    peak = max_concurrency(lookups)
     if peak > LIMIT:
         raise NotSolved(
             f"Up to {peak} lookups ran at the same time. Create one asyncio.Semaphore({LIMIT}) for all the lookups "

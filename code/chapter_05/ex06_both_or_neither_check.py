@@ -5,17 +5,10 @@ from runner.checking import NotSolved, Result
 INSERT = r"insert\s+into\s+brand\b"
 
 
-def _stopped(result: Result) -> str:
-    """`Type: message` of the exception that ended the program (no full stop at the end: the caller adds one)."""
-    assert result.exception is not None
-    message = result.exception.message.strip().rstrip(".")
-    return f"{result.exception.type}: {message}" if message else result.exception.type
-
-
 async def check(result: Result) -> str:
     if result.exception is not None:
         raise NotSolved(
-            f"Your code stopped with {_stopped(result)}. The second insert is "
+            f"Your code stopped with {result.exception}. The second insert is "
             "meant to fail: catch the error with try/except around the whole `async with conn.transaction():` "
             "block, so that the block is left by the exception (and rolled back) and the program goes on."
         )

@@ -8,19 +8,12 @@ WORD = "rain"
 WANTED = 3
 
 
-def _stopped(result: Result) -> str:
-    """`Type: message` of the exception that ended the program (no full stop at the end: the caller adds one)."""
-    assert result.exception is not None
-    message = result.exception.message.strip().rstrip(".")
-    return f"{result.exception.type}: {message}" if message else result.exception.type
-
-
 async def check(result: Result) -> str:
     if result.exception is not None:
         hint = ""
         if result.exception.type == "NoActiveSQLTransactionError":
             hint = " A cursor only lives inside a transaction: loop inside `async with conn.transaction():`."
-        raise NotSolved(f"Your code stopped with {_stopped(result)}.{hint}")
+        raise NotSolved(f"Your code stopped with {result.exception}.{hint}")
 
     total = await result.db.fetchval("SELECT count(*) FROM product")
     rows = await result.db.fetch(

@@ -7,13 +7,6 @@ from runner.checking import NotSolved, Result
 IDS = (7, 42, 512)
 
 
-def _stopped(result: Result) -> str:
-    """`Type: message` of the exception that ended the program (no full stop at the end: the caller adds one)."""
-    assert result.exception is not None
-    message = result.exception.message.strip().rstrip(".")
-    return f"{result.exception.type}: {message}" if message else result.exception.type
-
-
 async def check(result: Result) -> str:
     if result.exception is not None:
         hint = ""
@@ -22,7 +15,7 @@ async def check(result: Result) -> str:
                 " asyncpg sends each value with the type the server expects and does not convert for you: "
                 "pass the id as the int it is, not as a string."
             )
-        raise NotSolved(f"Your code stopped with {_stopped(result)}.{hint}")
+        raise NotSolved(f"Your code stopped with {result.exception}.{hint}")
 
     lookups = [q for q in result.queries_matching(r"\bfrom\s+product\b") if q.error is None]
     for query in lookups:

@@ -7,13 +7,6 @@ SLACK = 0.5
 """How much later than LIMIT the query may end: the cancel request takes a moment to arrive."""
 
 
-def _stopped(result: Result) -> str:
-    """`Type: message` of the exception that ended the program (no full stop at the end: the caller adds one)."""
-    assert result.exception is not None
-    message = result.exception.message.strip().rstrip(".")
-    return f"{result.exception.type}: {message}" if message else result.exception.type
-
-
 async def check(result: Result) -> str:
     if result.exception is not None:
         hint = ""
@@ -22,7 +15,7 @@ async def check(result: Result) -> str:
                 " Giving up is the plan, not a failure: catch it with `except TimeoutError:` around the "
                 "`async with asyncio.timeout(0.5):` block and print that you gave up."
             )
-        raise NotSolved(f"Your code stopped with {_stopped(result)}.{hint}")
+        raise NotSolved(f"Your code stopped with {result.exception}.{hint}")
     reports = result.queries_matching(r"pg_sleep\s*\(\s*3\s*\)")
     if not reports:
         raise NotSolved(

@@ -7,13 +7,6 @@ DUPLICATE = 7
 ABORTED = "25P02"  # in_failed_sql_transaction
 
 
-def _stopped(result: Result) -> str:
-    """`Type: message` of the exception that ended the program (no full stop at the end: the caller adds one)."""
-    assert result.exception is not None
-    message = result.exception.message.strip().rstrip(".")
-    return f"{result.exception.type}: {message}" if message else result.exception.type
-
-
 async def check(result: Result) -> str:
     if result.exception is not None:
         hint = ""
@@ -23,7 +16,7 @@ async def check(result: Result) -> str:
                 "`async with conn.transaction():`, so that the exception leaves the savepoint's block and only "
                 "the savepoint is rolled back."
             )
-        raise NotSolved(f"Your code stopped with {_stopped(result)}.{hint}")
+        raise NotSolved(f"Your code stopped with {result.exception}.{hint}")
 
     rows = await result.db.fetch("SELECT brand_id, brand_name FROM brand WHERE brand_id = ANY ($1)", [*NEW, DUPLICATE])
     names = {row["brand_id"]: row["brand_name"] for row in rows}
