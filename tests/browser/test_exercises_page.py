@@ -246,15 +246,22 @@ def verdict(page: Page, exercise_id: str) -> Locator:
     return run_block(page, exercise_id).locator(".workshop-exercise__verdict")
 
 
+def activate(button: Locator) -> None:
+    """Press a button with the keyboard, as `show_anyway` does, and for the same reason: a click deep in the
+    long chapter can wait forever for the button to be "stable" (see there)."""
+    button.focus()
+    button.press("Enter")
+
+
 def run(page: Page, exercise_id: str) -> None:
     block = run_block(page, exercise_id)
-    block.get_by_role("button", name="Run", exact=False).first.click()
+    activate(block.get_by_role("button", name="Run", exact=False).first)
     expect(block.get_by_role("status")).to_contain_text(re.compile("Done in|Failed"))
 
 
 def set_code(block: Locator, code: str) -> None:
     if not block.locator(".cm-editor").count():
-        block.get_by_role("button", name="Edit").click()
+        activate(block.get_by_role("button", name="Edit"))
     expect(block.locator(".cm-content")).to_be_visible()
     block.evaluate(
         "(b, code) => { const v = b.workshop.view;"
@@ -659,7 +666,7 @@ def test_the_real_check_marks_a_chapter_exercise_solved(page: Page, runner_url: 
     expect_progress(page, 0, total)
 
     # The solution as the page shows it (no hint opened: after a confirm), run from the editor.
-    box.get_by_role("button", name="Show the solution").click()
+    activate(box.get_by_role("button", name="Show the solution"))
     show_anyway(box)
     set_code(block, box.locator("details.success pre code").inner_text())
     run(page, REAL)
@@ -689,7 +696,7 @@ def test_each_exercise_of_the_chapter_is_solved_by_its_solution_and_not_by_a_wro
     box = exercise(page, exercise_id)
     expect(box).to_have_attribute("data-workshop-exercise-ready", "")
     block, result = run_block(page, exercise_id), verdict(page, exercise_id)
-    box.get_by_role("button", name="Show the solution").click()
+    activate(box.get_by_role("button", name="Show the solution"))
     if box.locator(".workshop-exercise__ask").count():  # asked only while hints are left unopened
         show_anyway(box)
     set_code(block, box.locator("details.success pre code").inner_text())
