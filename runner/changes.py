@@ -8,7 +8,8 @@ or rolled back, while `n_mod_since_analyze` (inserts + updates + deletes) and
 statistics when it exits, so the run's remaining sessions are ended first.
 
 Objects are compared by name with the template's list, read once per template from a
-fresh clone (`template_objects`).
+fresh clone (`read_catalog`, called by the factory). A database used again
+(runner/reuse.py) was proven unchanged, so its statistics still count from zero.
 """
 
 from __future__ import annotations
@@ -134,21 +135,16 @@ async def read_catalog(conn: asyncpg.Connection) -> frozenset[str]:
     return frozenset(r[0] for r in await conn.fetch(CATALOG_SQL) if r[0])
 
 
-async def template_objects(admin: ServerAddress, fresh_clone: str) -> frozenset[str]:
-    """The objects of the template, read from a clone nothing has touched yet."""
-    conn = await asyncpg.connect(**admin.as_role(admin.user, admin.password, fresh_clone).connect_kwargs())
-    try:
-        return await read_catalog(conn)
-    finally:
-        await conn.close()
+async def end_sessions(conn: asyncpg.Connection, database: str, keep: int | None = None) -> None:
+    """End every session on the run's database and wait until each has exited (and so published its statistics).
 
-
-async def end_sessions(conn: asyncpg.Connection, database: str) -> None:
-    """End every session on the run's database and wait until each has exited (and so published its statistics)."""
+    `keep`: the admin's inspector session in a reused database (runner/reuse.py)."""
     await conn.execute(
-        "SELECT pg_terminate_backend(pid, $2) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        "SELECT pg_terminate_backend(pid, $2) FROM pg_stat_activity "
+        "WHERE datname = $1 AND pid <> pg_backend_pid() AND pid IS DISTINCT FROM $3",
         database,
         END_SESSIONS_TIMEOUT_MS,
+        keep,
     )
 
 
@@ -201,7 +197,7 @@ def compare(before: frozenset[str], after: frozenset[str]) -> dict[str, list[str
 
 async def _after_run(factory: DatabaseFactory, database: str, before: frozenset[str], *, full: bool) -> DatabaseChanges:
     async with factory.admin_connection() as conn:
-        await end_sessions(conn, database)
+        await end_sessions(conn, database, factory.inspector_pid(database))
         if not full and not await rows_touched(conn, database):
             return DatabaseChanges()  # the common case: nothing written, no connection to the run's database needed
     return await measure(factory.admin, database, before)

@@ -16,17 +16,19 @@ import hashlib
 import logging
 import secrets
 import struct
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
-from .changes import template_objects
+from .changes import END_SESSIONS_TIMEOUT_MS, read_catalog
 from .clone_space import OVERSHOOT_MARGIN, CloneSpace, CloneSpaceUsage
 from .db_quota import FolderProbe, SizeProbe, SqlProbe
 from .errors import PostgresUnavailable
 from .postgres import ServerAddress
+from .reuse import MINIMUM_SERVER_VERSION, Baseline, Spare, hand_over, open_inspector, prove, read_baseline
 from .shielding import finish_uncancelled
 from .template import SANDBOX_OWNER
 
@@ -55,6 +57,8 @@ ROLE_DEFAULTS = {
     "client_connection_check_interval": "1s",
 }
 DEFAULT_SIZE_LIMIT = 256 * 1024 * 1024
+MAX_SPARES = 8
+"""Unchanged databases kept parked for the next runs at most (each holds its clone-space reservation)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class DatabaseFactory:
         instance: str,
         tablespace: str | None = None,
         size_limit: int = DEFAULT_SIZE_LIMIT,
+        reuse: bool = False,
     ) -> None:
         self.admin = admin
         self.template = template
@@ -98,6 +103,15 @@ class DatabaseFactory:
         """Runs whose drop failed (Postgres went away mid-drop); retried by `retry_drops`."""
         self.template_objects: frozenset[str] | None = None
         """The template's tables, indexes, functions...: read from the first clone (see runner/changes.py)."""
+        self.reuse = reuse
+        """Whether a database its run provably left unchanged is used again (runner/reuse.py)."""
+        self.baseline: Baseline | None = None
+        """What a fresh clone's sequences and role read as: read from the first clone."""
+        self._spares: deque[Spare] = deque()
+        self._out: dict[str, tuple[RunDatabase, Spare | None]] = {}
+        """Databases handed out and not yet released, with their spare record (None for a fresh clone)."""
+        self.reuses = {"reused": 0, "cloned": 0, "changed": 0}
+        """Counts for /metrics: databases given out again, cloned, and dropped after a run changed them."""
 
     async def open(self) -> None:
         # the cluster commits asynchronously for speed, but creating and dropping run databases must
@@ -109,9 +123,16 @@ class DatabaseFactory:
             if conn.get_server_version().major >= 16:
                 # one SCRAM iteration: the password is a random one-off token, and every connect pays for it
                 self._role_options = "SET scram_iterations = 1;"
+            if conn.get_server_version().major < MINIMUM_SERVER_VERSION:
+                self.reuse = False
             self.data_dir = await _readable_data_dir(conn)
 
     async def close(self) -> None:
+        """Drop the parked databases, then disconnect (after a server restart nothing vouches for them)."""
+        spares, self._spares = list(self._spares), deque()
+        for spare in spares:
+            with contextlib.suppress(Exception):
+                await self._discard(spare)  # on failure the name stays in `undropped` for a retry
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -140,9 +161,24 @@ class DatabaseFactory:
         CREATE DATABASE after a DROP sent meanwhile): they run to their end, then what
         they made is dropped.
         """
+        while self.reuse and self._spares:
+            spare = self._spares.popleft()
+            try:
+                database = await finish_uncancelled(self._reuse(spare))
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await finish_uncancelled(self._discard(spare))
+                raise
+            if database is not None:
+                return database
+            if spare in self._spares:  # not yet: try another, or clone
+                break
         name = self.prefix + secrets.token_hex(6)
         try:
-            return await finish_uncancelled(self._create(name))
+            database = await finish_uncancelled(self._create(name))
+            self._out[name] = (database, None)
+            self.reuses["cloned"] += 1
+            return database
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await finish_uncancelled(self.drop(name))  # on failure the name stays in `undropped`
@@ -163,8 +199,8 @@ class DatabaseFactory:
             await self._execute(
                 f"REVOKE ALL ON DATABASE {name} FROM PUBLIC;GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name};"
             )
-            if self.template_objects is None:
-                self.template_objects = await template_objects(self.admin, name)
+            if self.template_objects is None or (self.reuse and self.baseline is None):
+                await self._read_template(name)
             oid = await self._fetch_int("SELECT oid FROM pg_database WHERE datname = $1", name)
         except BaseException:
             # the server may have done part of it even if the reply was lost: drop what may exist
@@ -172,6 +208,102 @@ class DatabaseFactory:
                 await self.drop(name)  # on failure the name stays in `undropped` for a retry
             raise
         return RunDatabase(name, self.admin.as_role(name, password, name), oid, in_memory)
+
+    async def _read_template(self, fresh_clone: str) -> None:
+        """The template's objects and the fresh clone's baseline, from a clone nothing has touched yet."""
+        conn = await asyncpg.connect(
+            **self.admin.as_role(self.admin.user, self.admin.password, fresh_clone).connect_kwargs()
+        )
+        try:
+            self.template_objects = await read_catalog(conn)
+            self.baseline = await read_baseline(conn, fresh_clone)
+        finally:
+            await conn.close()
+
+    async def _reuse(self, spare: Spare) -> RunDatabase | None:
+        """The spare, proven unchanged, with a new password; None when it is not (dropped, or parked again)."""
+        assert self.baseline is not None
+        try:
+            proof = await prove(spare, self.baseline)
+            if proof == "unchanged":
+                password = secrets.token_urlsafe(18)
+                spare.stats_reset = await hand_over(spare, password, self._role_options)
+                spare.uses += 1
+                address = self.admin.as_role(spare.name, password, spare.name)
+                database = RunDatabase(spare.name, address, spare.oid, spare.in_memory)
+                self._out[spare.name] = (database, spare)
+                self.reuses["reused"] += 1
+                return database
+        except Exception as error:
+            proof = f"the proof failed: {error}"
+        if proof == "not yet":
+            self._spares.append(spare)
+            return None
+        log.info("not using %s again: %s", spare.name, proof)
+        self.reuses["changed"] += 1
+        await self._discard(spare)
+        return None
+
+    async def release(self, name: str) -> None:
+        """The run is over: park its database for the next run when nothing counted a write, else drop it."""
+        if not self.reuse or name not in self._out:
+            await self.drop(name)
+            return
+        database, spare = self._out.pop(name)
+        parked = None
+        if len(self._spares) < MAX_SPARES and self._pool is not None:
+            try:
+                parked = await finish_uncancelled(self._retire(database, spare))
+            except Exception as error:
+                log.info("not using %s again: %s", name, error)
+        if parked is None:
+            if spare is not None:
+                await self._discard(spare)
+            else:
+                await self.drop(name)
+            self.reuses["changed"] += 1
+            return
+        self._spares.append(parked)
+
+    async def _retire(self, database: RunDatabase, spare: Spare | None) -> Spare | None:
+        """Change the password, end the sessions, and keep the database only if no write was counted."""
+        assert self._pool is not None
+        name = database.name
+        keep = [spare.inspector.get_server_pid()] if spare is not None else []
+        async with self._pool.acquire() as conn:
+            await conn.execute(f"{self._role_options}ALTER ROLE {name} PASSWORD '{secrets.token_urlsafe(18)}'")
+            retired_at = await conn.fetchval("SELECT clock_timestamp()")
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid, $2) FROM pg_stat_activity "
+                "WHERE (datname = $1 OR usename = $1) AND pid <> pg_backend_pid() AND pid <> ALL($3::int[])",
+                name,
+                END_SESSIONS_TIMEOUT_MS,
+                keep,
+            )
+            touched = await conn.fetchval(
+                "SELECT tup_inserted + tup_updated + tup_deleted FROM pg_stat_database WHERE datname = $1", name
+            )
+        if touched:
+            return None
+        if spare is None:
+            inspector = await open_inspector(self.admin, name)
+            spare = Spare(name, database.oid, database.in_memory, inspector, retired_at)
+        spare.retired_at = retired_at
+        return spare
+
+    async def _discard(self, spare: Spare) -> None:
+        with contextlib.suppress(Exception):
+            await spare.inspector.close(timeout=2)
+        await self.drop(spare.name)
+
+    def inspector_pid(self, name: str) -> int | None:
+        """The server pid of the admin's inspector session in run database `name`, if it has one."""
+        _, spare = self._out.get(name, (None, None))
+        return spare.inspector.get_server_pid() if spare is not None else None
+
+    def parked(self) -> frozenset[str]:
+        """Databases kept for the next runs (not leftovers: each is proven unchanged before use)."""
+        return frozenset(spare.name for spare in self._spares)
 
     def _reserve(self, name: str) -> bool:
         """Whether `name` goes into the RAM-backed tablespace: only while its ceiling holds one more at quota."""
@@ -222,6 +354,10 @@ class DatabaseFactory:
         """Drop the run's database (ending its sessions) and its role; safe to repeat."""
         if not name.startswith(self.prefix):
             raise ValueError(f"refusing to drop {name}: not a run database of this runner")
+        _, spare = self._out.pop(name, (None, None))
+        if spare is not None:
+            with contextlib.suppress(Exception):
+                await spare.inspector.close(timeout=2)
         try:
             await self._execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             await self._execute(f"DROP ROLE IF EXISTS {name}")

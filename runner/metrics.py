@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -35,7 +35,7 @@ class RuntimeGauges(Collector):
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         pool, service = self.runtime.pool, self.runtime.service
         missing = len(self.runtime.missing_layers()) if service is not None else 0
         values = {
@@ -58,6 +58,21 @@ class RuntimeGauges(Collector):
             values["workshop_clone_space_size_bytes"] = ("Size of the clone file system.", space[1])
         for name, (help_text, value) in values.items():
             yield GaugeMetricFamily(name, help_text, value=value)
+        factory = self.runtime.factory
+        if factory is not None:
+            databases = CounterMetricFamily(
+                "workshop_run_databases",
+                "Run databases given to runs: cloned, reused (proven unchanged), or dropped as changed.",
+                labels=["how"],
+            )
+            for how, count in factory.reuses.items():
+                databases.add_metric([how], count)
+            yield databases
+            yield GaugeMetricFamily(
+                "workshop_run_databases_parked",
+                "Unchanged run databases kept for the next runs.",
+                value=len(factory.parked()),
+            )
 
 
 CHECK_VERDICTS = ("passed", "not_yet", "not_judged")

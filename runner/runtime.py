@@ -118,7 +118,11 @@ class Runtime:
         self.launcher = await asyncio.to_thread(self._choose_launcher)
         self.template = await ensure_template(self.server.admin)
         self.factory = DatabaseFactory(
-            self.server.admin, self.template, self.settings.instance, size_limit=self.settings.db_size_limit
+            self.server.admin,
+            self.template,
+            self.settings.instance,
+            size_limit=self.settings.db_size_limit,
+            reuse=self.settings.db_reuse,
         )
         await self.factory.open()
         await self.factory.drop_orphans()

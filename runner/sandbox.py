@@ -62,7 +62,8 @@ class Databases(Protocol):
     admin: ServerAddress
 
     async def create(self) -> RunDatabase: ...
-    async def drop(self, name: str) -> None: ...
+    async def release(self, name: str) -> None:
+        """Done with it: dropped, or kept for another run when provably unchanged (runner/reuse.py)."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ class Sandbox:
     @staticmethod
     async def _database(env: SandboxEnv, stack: AsyncExitStack) -> tuple[RunDatabase, BackendGroup | None]:
         database = await env.databases.create()
-        stack.push_async_callback(env.databases.drop, database.name)
+        stack.push_async_callback(env.databases.release, database.name)
         backends = None
         if env.guard is not None:
             backends = env.guard.attach(database)

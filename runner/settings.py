@@ -104,6 +104,13 @@ class Settings:
         "bubblewrap after each fork (a fork instead of an interpreter start). Needs root and the system-call "
         "filter; where it cannot start, bubblewrap launches sandboxes as before.",
     )
+    db_reuse: bool = _setting(
+        "WORKSHOP_DB_REUSE",
+        True,
+        "Give a run database to another run when its run provably changed nothing (no row written, no sequence "
+        "moved, no setting, no session left; see runner/reuse.py) instead of cloning a new one. Needs "
+        "PostgreSQL 18 or later; `off`: every run gets a fresh clone.",
+    )
     seccomp: bool = _setting(
         "WORKSHOP_SECCOMP",
         True,

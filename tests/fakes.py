@@ -182,7 +182,7 @@ class FakeDatabases:
             raise
         return RunDatabase(name, ADMIN.as_role(name, "pw", name))
 
-    async def drop(self, name: str) -> None:
+    async def release(self, name: str) -> None:
         self.dropped.append(name)
 
     @property

@@ -90,7 +90,7 @@ def leftover_databases(live_runner: LiveRunner) -> list[str]:
     factory, pool = live_runner.runtime.factory, live_runner.runtime.pool
     assert factory is not None and pool is not None
     names = live_runner.call(factory.leftovers())
-    return sorted(set(names) - pool.state().databases)
+    return sorted(set(names) - pool.state().databases - factory.parked())
 
 
 def assert_nothing_left(live_runner: LiveRunner, marker: str, folders_before: set[str]) -> None:

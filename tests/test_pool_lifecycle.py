@@ -45,8 +45,8 @@ class RecordingDatabases:
         self.names.append(database.name)
         return database
 
-    async def drop(self, name: str) -> None:
-        await self.factory.drop(name)
+    async def release(self, name: str) -> None:
+        await self.factory.release(name)
 
 
 class RecordingCgroups:
@@ -80,7 +80,7 @@ def test_closing_the_pool_while_a_sandbox_starts_leaves_no_process_group_or_data
         pool.fill()
         await spawner.spawned.wait()  # a child exists and is warming up: close now
         await pool.close()
-        left = set(await runtime.factory.leftovers()) & set(databases.names)
+        left = (set(await runtime.factory.leftovers()) - runtime.factory.parked()) & set(databases.names)
         return left, [str(p) for p in _run_groups(cgroups.where) if p.name in cgroups.names]
 
     new_databases, groups = live_runner.call(scenario())
