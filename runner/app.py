@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -151,6 +152,7 @@ class RunResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             self.run.close()
+            self.run.answered.set()
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ class QueuedRunResponse(StreamingResponse):
         finally:
             if self.run is not None:
                 self.run.close()
+                self.run.answered.set()
             else:
                 self.service.admission.abandon(self.ticket)
 
@@ -309,7 +312,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if streaming:
             return RunResponse(run, headers)
         try:
-            return json_response(await collect(run), headers=headers)
+            response = json_response(await collect(run), headers=headers)
+            response.background = BackgroundTask(run.answered.set)  # once the body is sent
+            return response
         finally:
             run.close()
 

@@ -64,6 +64,8 @@ class Tapping:
     """
 
     record: WireRecord | None = None
+    granted: int = 0
+    """Server connections the gate handed over (or relayed) so far: none means the run never reached its database."""
 
 
 async def serve_gate(
@@ -96,6 +98,8 @@ async def serve_gate(
                 else:
                     relays.create_task(await _relayed(gate, conn, record))
                 granted += 1
+                if tapping is not None:
+                    tapping.granted += 1
     except (ConnectionError, OSError):
         pass  # the sandbox is gone
     finally:

@@ -20,6 +20,7 @@ it tracks, and `close` waits for all of them, so nothing outlives the pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -34,7 +35,8 @@ from .sandbox import Sandbox, SandboxEnv
 log = logging.getLogger("runner.pool")
 
 RELEASE_DELAY = 0.05
-"""Seconds between a run's end and the clean-up and refill it triggers (2 cores: the answer goes out first)."""
+"""Seconds a run's clean-up and the refill it triggers wait at most for its answer to go out (2 cores: the
+answer first). A refill that starts at once after the answer has the time until the reader's next run."""
 RETRY_DELAY = 1.0
 """Seconds before a failed preparation is retried (do not spin while the database is down)."""
 DEMAND_WINDOW = 60.0
@@ -142,16 +144,21 @@ class SandboxPool:
         self.busy += 1
         return sandbox
 
-    def release(self, sandbox: Sandbox) -> None:
-        """Destroy a used sandbox and refill, a moment later: the run's answer goes out first."""
+    def release(self, sandbox: Sandbox, after: asyncio.Event | None = None) -> None:
+        """Destroy a used sandbox and refill once the run's answer has gone out (`after`), or RELEASE_DELAY later."""
         self.busy -= 1
         self._leaving.add(sandbox)
-        self._spawn(self._release(sandbox))
+        self._spawn(self._release(sandbox, after))
 
-    async def _release(self, sandbox: Sandbox) -> None:
+    async def _release(self, sandbox: Sandbox, after: asyncio.Event | None) -> None:
         try:
             if not self._closed:
-                await asyncio.sleep(RELEASE_DELAY)
+                # the answer first; a client slow to take it delays the clean-up by RELEASE_DELAY at most
+                if after is None:
+                    await asyncio.sleep(RELEASE_DELAY)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(after.wait(), RELEASE_DELAY)
         finally:
             await self._destroy(sandbox)  # even when the pool closes meanwhile
         self._refill()

@@ -70,6 +70,8 @@ class Run:
     check: CheckVerdict | None = None
     started: bool = False
     finished_at: float | None = None
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the answer has gone out: the sandbox's clean-up and the pool's refill wait for it (briefly)."""
 
     async def events(self) -> AsyncIterator[RunEvent]:
         exercise = exercise_of(self.snippet)
@@ -100,7 +102,10 @@ class Run:
             if record is not None and isinstance(databases, DatabaseFactory):
                 await databases.terminate_backends(self.sandbox.database.name)  # nothing of the run's goes on
             if isinstance(databases, DatabaseFactory):
-                self.changes = await after_run(databases, self.sandbox.database.name, full=exercise is not None)
+                if exercise is None and not self.sandbox.tapping.granted:
+                    self.changes = DatabaseChanges()  # no connection was ever made: nothing to read
+                else:
+                    self.changes = await after_run(databases, self.sandbox.database.name, full=exercise is not None)
             if exercise is not None and record is not None:
                 result = result_record(self.outcome, self.output, self.timings, record)
                 self.check = await judge(exercise, self.sandbox, record, result, job.limits, self.changes)
@@ -224,7 +229,7 @@ class RunService:
     def finish(self, run: Run) -> None:
         held = (run.finished_at or time.perf_counter()) - run.admitted_at
         self.admission.release(run.client, run.outcome.run_seconds, held)
-        self.pool.release(run.sandbox)
+        self.pool.release(run.sandbox, after=run.answered)
         for callback in self.on_finish:
             callback(run)
         d = run.result().duration

@@ -149,3 +149,22 @@ async def _until(condition: object) -> None:
     assert callable(condition)
     while not condition():
         await asyncio.sleep(0)
+
+
+async def test_a_used_sandbox_is_cleaned_up_as_soon_as_its_answer_is_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refill starts right after the answer, not a fixed delay later: a paced reader's next run finds it done."""
+    monkeypatch.setattr(pool_module, "RELEASE_DELAY", 3600.0)  # the fallback for an answer that never goes out
+    databases = FakeDatabases()
+    env = make_env(databases=databases)
+    pool = SandboxPool(env, size=1)
+    sandbox = await asyncio.wait_for(pool.take(), 5)
+    answered = asyncio.Event()
+    pool.release(sandbox, after=answered)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert sandbox.database.name not in databases.dropped, "cleaned up before the answer went out"
+    answered.set()
+    await asyncio.wait_for(_until(lambda: sandbox.database.name in databases.dropped), 5)
+    await asyncio.wait_for(_until(lambda: pool.state().settled), 5)
+    await pool.close()
+    assert_nothing_left(env)
