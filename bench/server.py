@@ -124,7 +124,8 @@ class RunnerProcess:
         return time.perf_counter() - began
 
     def wait_until_full(self, client: httpx.Client, timeout: float = 10.0) -> float:
-        """Poll /api/health until it answers 200 with ready == size; return the seconds waited."""
+        """Poll /api/health until the pool is settled (its size ready, or its target after a burst, and nothing
+        being prepared); return the seconds waited."""
         began = time.perf_counter()
         deadline = began + timeout
         while True:
@@ -133,7 +134,7 @@ class RunnerProcess:
                 response = client.get("/api/health")
                 if response.status_code == 200:
                     pool = response.json()["pool"]
-                    if pool["ready"] >= pool["size"]:
+                    if pool["ready"] >= max(pool["size"], pool["target"]) and not pool["preparing"]:
                         return time.perf_counter() - began
             if time.perf_counter() > deadline:
                 raise RunnerFailed(f"the runner's pool was not full within {timeout:g} s\n{self.log_tail()}")

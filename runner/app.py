@@ -353,6 +353,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 size=settings.pool_size,
                 ready=pool.ready if pool else 0,
                 busy=pool.busy if pool else 0,
+                target=pool.target() if pool else 0,
+                preparing=pool.state().preparing if pool else 0,
             ),
             runs=RunsHealth(
                 running=service.running if service else 0,

@@ -282,6 +282,10 @@ class PoolHealth(Model):
     size: int = Field(description="How many sandboxes the pool keeps warm.")
     ready: int
     busy: int
+    target: int = Field(
+        0, description="Sandboxes the pool aims to keep ready now: its size, or more after recent demand (a burst)."
+    )
+    preparing: int = Field(0, description="Sandboxes being prepared now.")
 
 
 class ClientShare(Model):
