@@ -18,7 +18,7 @@ def print_latency(plan: Plan, results: Results) -> None:
     )
     rows = [["", "client p50", "client p95", "server queue", "setup", "run", "total", "errors"]]
     labels = {"hi": 'print("hi") (edited 03_pool)', "pool": "03_pool (published)"}
-    modes = {"warm": f"warm pool {results.warm_size}", "cold": "cold, pool 0"}
+    modes = {"warm": f"warm pool {results.warm_size}", "cold": "cold, pool 0, fresh clone"}
     for name in ("hi", "pool"):
         for mode in ("warm", "cold"):
             sample = results.latency.get((name, mode))

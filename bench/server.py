@@ -78,6 +78,7 @@ class RunnerProcess:
         pool_size: int,
         log_name: str = "bench-runner.log",
         cpu: CpuAccount | None = None,
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.cache_dir = cache_dir
         self.cpu = cpu
@@ -93,6 +94,7 @@ class RunnerProcess:
                 "WORKSHOP_CACHE_DIR": str(cache_dir),
                 "WORKSHOP_LOG_LEVEL": "WARNING",
                 "WORKSHOP_POOL_SIZE": str(pool_size),
+                **(settings or {}),
             }
         )
 

@@ -103,7 +103,7 @@ async def watch(
     The backend group is checked every 0.1 s whatever the probe's own interval."""
     tick = min(probe.interval, FOLDER_INTERVAL) if group is not None else probe.interval
     loop = asyncio.get_running_loop()
-    size, next_probe = 0, 0.0
+    size, next_probe = 0, loop.time() + probe.interval  # a database as cloned (or proven unchanged) fits
     while True:
         if loop.time() >= next_probe:
             size = await probe()

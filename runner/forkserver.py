@@ -27,11 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from .errors import SandboxFailed
 from .isolation import CHILD_ARGV, SANDBOX_UID, SHM_SIZE, TMP_SIZE, BubblewrapLauncher, Launcher, scrubbed_env
-from .process import MAX_EVENT_LINE, _group_alive
+from .process import MAX_EVENT_LINE, _group_alive, process_tree
 from .settings import REPO_ROOT
 
 log = logging.getLogger("runner.forkserver")
@@ -256,10 +254,7 @@ class ForkChild:
         return await asyncio.shield(self._exit_code)
 
     def tree(self) -> list[int]:
-        try:
-            return [self.pid, *(p.pid for p in psutil.Process(self.pid).children(recursive=True))]
-        except psutil.NoSuchProcess:
-            return []
+        return process_tree(self.pid)
 
     def kill(self) -> None:
         if self._exit_code.done() and not _group_alive(self.pid):

@@ -24,6 +24,40 @@ MAX_EVENT_LINE = 512 * 1024
 """Longest line the child may write on its events channel; a longer one ends the run."""
 
 
+_CHILDREN_FILES = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+"""Whether the kernel lists each thread's children in /proc (CONFIG_PROC_CHILDREN, on in common kernels)."""
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants ([] once `pid` is gone).
+
+    Read from each process's own list of children in /proc, a few small files: psutil
+    finds children by reading the status of every process on the host, which costs a
+    millisecond or more per call beside a busy PostgreSQL, several times per run.
+    """
+    if not _CHILDREN_FILES:
+        try:
+            return [pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))]
+        except psutil.NoSuchProcess:
+            return []
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            threads = os.listdir(f"/proc/{current}/task")
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # gone meanwhile
+        found.append(current)
+        for thread in threads:
+            try:
+                with open(f"/proc/{current}/task/{thread}/children") as children:
+                    pending.extend(int(child) for child in children.read().split())
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # the thread ended
+    return found
+
+
 class ChildProcess(Protocol):
     pid: int
     stdout: asyncio.StreamReader
@@ -74,10 +108,7 @@ class OsChild:
 
     def tree(self) -> list[int]:
         """The child and every descendant (all of them are the runner's trusted code until a job arrives)."""
-        try:
-            return [self.pid, *(p.pid for p in psutil.Process(self.pid).children(recursive=True))]
-        except psutil.NoSuchProcess:
-            return []
+        return process_tree(self.pid)
 
     def kill(self) -> None:
         """SIGKILL the child, its process group and every descendant still reachable."""

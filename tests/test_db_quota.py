@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 
 from runner.clone_space import OVERSHOOT_MARGIN, CloneSpace, memory_bytes, mounted_tmpfs, size_of
+from runner.database_guard import DatabaseGuard
 from runner.databases import DatabaseFactory
 from runner.db_quota import FolderProbe, SqlProbe, folder_size, watch
 from runner.postgres import service_owner
@@ -90,7 +91,7 @@ async def test_watch_looks_at_the_group_every_tenth_of_a_second_even_with_a_slow
     group = FakeGroup(after=3)
     began = time.monotonic()
     breach = await watch(probe, 32 * MIB, group)
-    assert breach.kind == "memory" and probe.calls == 1
+    assert breach.kind == "memory" and probe.calls == 0  # the probe waits its interval first: a fresh clone fits
     assert time.monotonic() - began < 0.9
 
 
@@ -124,8 +125,12 @@ def test_a_database_growing_past_its_quota_is_seen_within_a_poll(live_runner: Li
     factory = _factory(live_runner)
     limit = 64 * MIB
 
+    assert live_runner.runtime.pool is not None
+    guard = live_runner.runtime.pool.env.guard
+
     async def scenario() -> dict[str, float | str]:
         db = await factory.create()
+        group = guard.attach(db) if guard is not None else None  # as a sandbox does: its role's logins join it
         try:
             assert db.in_memory
             probe = factory.size_probe(db)
@@ -168,6 +173,8 @@ def test_a_database_growing_past_its_quota_is_seen_within_a_poll(live_runner: Li
                 "client saw": type(outcome).__name__,
             }
         finally:
+            if group is not None and guard is not None:
+                await guard.release(group)
             await factory.drop(db.name)
 
     figures = live_runner.call(scenario(), timeout=120)
@@ -270,6 +277,9 @@ def test_a_full_clone_folder_is_an_error_for_the_statement_and_the_next_clone_go
         second = await factory.create()  # no room for a second reservation: onto disk
         outcomes: dict[str, object] = {"first in memory": first.in_memory, "second in memory": second.in_memory}
         outcomes["on disk"] = space.usage().on_disk
+        runtime = live_runner.runtime
+        guard = DatabaseGuard(factory, runtime.backend_memory, factory.size_limit, runtime.settings.db_memory_limit)
+        group = guard.attach(first)  # as a sandbox does: its role's logins join it
         conn = await asyncpg.connect(**first.address.connect_kwargs())
         await conn.execute("CREATE UNLOGGED TABLE big (x int, pad text)")
         try:
@@ -281,6 +291,8 @@ def test_a_full_clone_folder_is_an_error_for_the_statement_and_the_next_clone_go
         outcomes["same connection after"] = await conn.fetchval("SELECT 1")
         outcomes["used at the ceiling"] = space.usage().used
         await conn.close()
+        if group is not None:
+            await guard.release(group)
         await factory.drop(first.name)
         third = await factory.create()  # the first's reservation is free again
         outcomes["third in memory"] = third.in_memory
