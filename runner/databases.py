@@ -129,10 +129,7 @@ class DatabaseFactory:
 
     async def close(self) -> None:
         """Drop the parked databases, then disconnect (after a server restart nothing vouches for them)."""
-        spares, self._spares = list(self._spares), deque()
-        for spare in spares:
-            with contextlib.suppress(Exception):
-                await self._discard(spare)  # on failure the name stays in `undropped` for a retry
+        await self.drop_parked()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -295,6 +292,13 @@ class DatabaseFactory:
         with contextlib.suppress(Exception):
             await spare.inspector.close(timeout=2)
         await self.drop(spare.name)
+
+    async def drop_parked(self) -> None:
+        """Drop every parked database (at stop, or when the server went away)."""
+        spares, self._spares = list(self._spares), deque()
+        for spare in spares:
+            with contextlib.suppress(Exception):
+                await self._discard(spare)  # on failure the name stays in `undropped` for a retry
 
     def inspector_pid(self, name: str) -> int | None:
         """The server pid of the admin's inspector session in run database `name`, if it has one."""

@@ -45,6 +45,8 @@ import asyncpg
 from .postgres import ServerAddress
 
 INSPECTOR_NAME = "workshop-inspector"
+TIMEOUT = 5.0
+"""Seconds the inspector's statements may take; beyond it the proof fails and the database is dropped."""
 MINIMUM_SERVER_VERSION = 18
 """Logins under way are listed in pg_stat_activity from PostgreSQL 18 on."""
 
@@ -143,7 +145,7 @@ class Spare:
 
 async def prove(spare: Spare, baseline: Baseline) -> Proof:
     """Whether the spare is exactly as cloned (see the module's docstring for what that means)."""
-    row = await spare.inspector.fetchrow(baseline.proof_sql, spare.name, spare.retired_at)
+    row = await spare.inspector.fetchrow(baseline.proof_sql, spare.name, spare.retired_at, timeout=TIMEOUT)
     if row is None:
         return "the database's statistics are gone"
     if row["sessions"]:
@@ -176,15 +178,17 @@ async def open_inspector(admin: ServerAddress, database: str) -> asyncpg.Connect
             "stats_fetch_consistency": "none",
             "application_name": INSPECTOR_NAME,
         },
+        timeout=TIMEOUT,
     )
 
 
 async def hand_over(spare: Spare, password: str, role_options: str) -> datetime.datetime | None:
     """Give the role its next run's password and zero the database's activity statistics; their reset time."""
     await spare.inspector.execute(
-        f"{role_options}ALTER ROLE {spare.name} PASSWORD '{password}';SELECT pg_catalog.pg_stat_reset()"
+        f"{role_options}ALTER ROLE {spare.name} PASSWORD '{password}';SELECT pg_catalog.pg_stat_reset()",
+        timeout=TIMEOUT,
     )
     reset: datetime.datetime | None = await spare.inspector.fetchval(
-        "SELECT stats_reset FROM pg_catalog.pg_stat_database WHERE datname = $1", spare.name
+        "SELECT stats_reset FROM pg_catalog.pg_stat_database WHERE datname = $1", spare.name, timeout=TIMEOUT
     )
     return reset

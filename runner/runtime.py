@@ -286,11 +286,15 @@ class Runtime:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
+        if self.factory:
+            self.factory.reuse = False  # the sandboxes closed now drop their databases: no run will come
         if self.pool:
             await self.pool.close()
         if self.fork_server is not None:
             await self.fork_server.close()
         if self.factory:
+            with contextlib.suppress(Exception):
+                await self.factory.drop_parked()
             with contextlib.suppress(Exception):
                 await self.factory.drop_orphans()
             await self.factory.close()
