@@ -334,6 +334,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     async def health(request: Request) -> Response:
         pool = runtime.pool
+        pool_state = pool.state() if pool else None
         service = runtime.service
         state, causes = assess(
             started=service is not None,
@@ -353,8 +354,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 size=settings.pool_size,
                 ready=pool.ready if pool else 0,
                 busy=pool.busy if pool else 0,
-                target=pool.target() if pool else 0,
-                preparing=pool.state().preparing if pool else 0,
+                target=pool_state.size if pool_state else 0,
+                preparing=pool_state.preparing if pool_state else 0,
             ),
             runs=RunsHealth(
                 running=service.running if service else 0,

@@ -136,12 +136,13 @@ async def read_catalog(conn: asyncpg.Connection) -> frozenset[str]:
 
 
 async def end_sessions(conn: asyncpg.Connection, database: str, keep: int | None = None) -> None:
-    """End every session on the run's database and wait until each has exited (and so published its statistics).
+    """End every session on the run's database, or of its role (named after it), and wait until each has
+    exited (and so published its statistics).
 
     `keep`: the admin's inspector session in a reused database (runner/reuse.py)."""
     await conn.execute(
         "SELECT pg_terminate_backend(pid, $2) FROM pg_stat_activity "
-        "WHERE datname = $1 AND pid <> pg_backend_pid() AND pid IS DISTINCT FROM $3",
+        "WHERE (datname = $1 OR usename = $1) AND pid <> pg_backend_pid() AND pid IS DISTINCT FROM $3",
         database,
         END_SESSIONS_TIMEOUT_MS,
         keep,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import asyncpg
 
-from .changes import END_SESSIONS_TIMEOUT_MS, read_catalog
+from .changes import end_sessions, read_catalog, rows_touched
 from .clone_space import OVERSHOOT_MARGIN, CloneSpace, CloneSpaceUsage
 from .db_quota import FolderProbe, SizeProbe, SqlProbe
 from .errors import PostgresUnavailable
@@ -225,7 +225,6 @@ class DatabaseFactory:
             if proof == "unchanged":
                 password = secrets.token_urlsafe(18)
                 spare.stats_reset = await hand_over(spare, password, self._role_options)
-                spare.uses += 1
                 address = self.admin.as_role(spare.name, password, spare.name)
                 database = RunDatabase(spare.name, address, spare.oid, spare.in_memory)
                 self._out[spare.name] = (database, spare)
@@ -266,20 +265,11 @@ class DatabaseFactory:
         """Change the password, end the sessions, and keep the database only if no write was counted."""
         assert self._pool is not None
         name = database.name
-        keep = [spare.inspector.get_server_pid()] if spare is not None else []
         async with self._pool.acquire() as conn:
             await conn.execute(f"{self._role_options}ALTER ROLE {name} PASSWORD '{secrets.token_urlsafe(18)}'")
             retired_at = await conn.fetchval("SELECT clock_timestamp()")
-            await conn.execute(
-                "SELECT pg_terminate_backend(pid, $2) FROM pg_stat_activity "
-                "WHERE (datname = $1 OR usename = $1) AND pid <> pg_backend_pid() AND pid <> ALL($3::int[])",
-                name,
-                END_SESSIONS_TIMEOUT_MS,
-                keep,
-            )
-            touched = await conn.fetchval(
-                "SELECT tup_inserted + tup_updated + tup_deleted FROM pg_stat_database WHERE datname = $1", name
-            )
+            await end_sessions(conn, name, spare.inspector.get_server_pid() if spare is not None else None)
+            touched = await rows_touched(conn, name)
         if touched:
             return None
         if spare is None:

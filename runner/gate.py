@@ -74,8 +74,8 @@ async def serve_gate(
     """Answer one sandbox's connection requests until it closes its end (and its relays end)."""
     loop = asyncio.get_running_loop()
     bucket = bucket or TokenBucket(BURST, PER_SECOND)
+    tapping = tapping or Tapping()
     gate.setblocking(False)
-    granted = 0
     try:
         async with asyncio.TaskGroup() as relays:
             while await loop.sock_recv(gate, 1):
@@ -91,20 +91,18 @@ async def serve_gate(
                     log.warning("gate could not reach PostgreSQL: %s", error)
                     await loop.sock_sendall(gate, REFUSED)
                     continue
-                record = tapping.record if tapping is not None else None
+                record = tapping.record
                 if record is None:
                     with conn:
                         await _send_fd(gate, conn.fileno())
                 else:
                     relays.create_task(await _relayed(gate, conn, record))
-                granted += 1
-                if tapping is not None:
-                    tapping.granted += 1
+                tapping.granted += 1
     except (ConnectionError, OSError):
         pass  # the sandbox is gone
     finally:
         gate.close()
-        log.debug("gate closed after %d connection(s)", granted)
+        log.debug("gate closed after %d connection(s)", tapping.granted)
 
 
 async def _relayed(gate: socket.socket, conn: socket.socket, record: WireRecord) -> Coroutine[Any, Any, None]:

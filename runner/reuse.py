@@ -37,7 +37,7 @@ visibility map, the lock marks `SELECT ... FOR UPDATE` leaves in a row's hidden
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import asyncpg
@@ -139,8 +139,6 @@ class Spare:
     """The server's clock just after the password changed: logins begun before may still use the old one."""
     stats_reset: datetime.datetime | None = None
     """When the runner last reset the database's statistics (None: never, a fresh clone)."""
-    uses: int = 1
-    reasons: list[str] = field(default_factory=list)
 
 
 async def prove(spare: Spare, baseline: Baseline) -> Proof:
