@@ -128,8 +128,17 @@ class DatabaseFactory:
             self.data_dir = await _readable_data_dir(conn)
 
     async def close(self) -> None:
-        """Drop the parked databases, then disconnect (after a server restart nothing vouches for them)."""
+        """Drop the parked databases, then disconnect (after a server restart nothing vouches for them).
+
+        Databases handed out before are never used again: a crash loses the statistics the proof
+        counts writes with, so whatever a run wrote before it would read as nothing.
+        """
         await self.drop_parked()
+        handed_out, self._out = self._out, {}
+        for _, spare in handed_out.values():
+            if spare is not None:
+                with contextlib.suppress(Exception):
+                    await spare.inspector.close(timeout=2)
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

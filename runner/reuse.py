@@ -22,7 +22,9 @@ superuser session kept in it (its inspector) proves, in one query, that:
   password it began with, and PostgreSQL 18 lists logins under way as `starting`
   (so reuse needs 18 or later);
 * the statistics were not reset by anyone else, and the server is the same one
-  (the inspector's session does not survive a restart, and its query then fails).
+  (the inspector's session does not survive a restart, and its query then fails;
+  a database in use when the server restarted is never parked: the factory
+  forgets what it handed out when it reconnects).
 
 Anything else, or any error, and the database is dropped; a new clone takes its
 place. The role's password changes twice: when the run ends (whoever had it cannot

@@ -272,3 +272,21 @@ def _begin_login(host: str, port: int, role: str) -> socket.socket:
     sock.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
     assert sock.recv(1)[:1] == b"R", "the server did not ask for a password"
     return sock
+
+
+def test_a_database_handed_out_before_a_server_restart_is_never_used_again(live_runner: LiveRunner) -> None:
+    """A crash resets the statistics the proof counts writes with: what a run wrote before it would read as nothing."""
+
+    async def scenario() -> tuple[str, str, list[str]]:
+        async with reusing_factory(live_runner) as factory:
+            first = await factory.create()
+            await factory.close()  # what the runtime does when PostgreSQL went away and came back
+            await factory.open()
+            await factory.release(first.name)
+            second = await factory.create()
+            await factory.release(second.name)
+            return first.name, second.name, await factory.leftovers()
+
+    first, second, existing = live_runner.call(scenario())
+    assert second != first
+    assert first not in existing, "the database of before the restart was not dropped"
