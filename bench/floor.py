@@ -131,7 +131,7 @@ async def _measure_runner_parts(sample: FloorSample, cache_dir: Path, count: int
         for _ in range(count):
             cpu, began = used(), time.perf_counter()
             database = await factory.create()
-            backends = guard.attach(database) if guard is not None else None  # as a sandbox does
+            backends = await guard.attach(database) if guard is not None else None  # as a sandbox does
             clone.wall.append(time.perf_counter() - began)
             clone.cpu.append(used() - cpu)
             for handshake in (first, later):  # the first to a fresh clone may build caches the later ones reuse

@@ -310,13 +310,13 @@ class BackendGroup:
                 with contextlib.suppress(OSError):
                     os.close(fd)
 
-    def remove(self, refuge: Path) -> bool:
-        """Remove the group; backends still in it (they did not exit in time) move to `refuge`."""
+    def remove(self, refuge: Callable[[], Path]) -> bool:
+        """Remove the group; backends still in it (they did not exit in time) move to `refuge()`."""
         self._close_fds()
         left = self.pids()
         if left:
             log.warning("backends %s of %s outlived their release; moving them out", left, self.database)
-            _move_all(left, refuge)
+            _move_all(left, refuge())
         return _rmdir(self.folder)
 
 
@@ -358,6 +358,7 @@ class BackendMemory:
         self.owner = owner
         self.groups: dict[str, BackendGroup] = {}
         self.watcher: ThresholdWatcher | None = None
+        self._watcher_lock = threading.Lock()
 
     @property
     def where(self) -> str:
@@ -451,7 +452,7 @@ class BackendMemory:
             if not pid.isdigit() or int(pid) == os.getpid() or psutil.pid_exists(int(pid)):
                 continue
             for child in [c for c in folder.iterdir() if c.is_dir()]:
-                BackendGroup(child.name, child, 0, self.version).remove(self._refuge())
+                BackendGroup(child.name, child, 0, self.version).remove(self._refuge)
             _rmdir(folder)
 
     async def attach_server(self) -> None:
@@ -482,8 +483,9 @@ class BackendMemory:
         try:
             if self.version == "v1":
                 files = ["cgroup.procs", "tasks"]
-                if self.watcher is None:
-                    self.watcher = ThresholdWatcher()
+                with self._watcher_lock:  # `create` runs in worker threads (DatabaseGuard.attach)
+                    if self.watcher is None:
+                        self.watcher = ThresholdWatcher()
                 group._watch_threshold(self.watcher)
             else:
                 write_value(folder / "memory.high", str(limit))  # throttles, never fails an allocation
@@ -493,7 +495,7 @@ class BackendMemory:
             for name in files:
                 self._chown(folder / name)
         except BaseException:
-            group.remove(self._refuge())
+            group.remove(self._refuge)
             raise
         self.groups[database] = group
         return group
@@ -515,7 +517,7 @@ class BackendMemory:
         while group.pids() and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         exited = not group.pids()
-        group.remove(self._refuge())
+        await asyncio.to_thread(group.remove, self._refuge)  # closing its eventfd and rmdir can wait on the kernel
         self.groups.pop(group.database, None)
         return exited
 
@@ -523,7 +525,7 @@ class BackendMemory:
         """Stop moving backends, and remove every group (backends still in one move out)."""
         self._clear(self.server)
         for group in list(self.groups.values()):
-            group.remove(self._refuge())
+            group.remove(self._refuge)
         self.groups.clear()
         if self.watcher is not None:
             self.watcher.close()

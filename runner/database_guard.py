@@ -7,6 +7,7 @@ role cannot log in before: its backends join their memory group at login), to
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from . import db_quota
@@ -21,11 +22,15 @@ class DatabaseGuard:
     size_limit: int
     memory_limit: int
 
-    def attach(self, database: RunDatabase) -> BackendGroup | None:
+    async def attach(self, database: RunDatabase) -> BackendGroup | None:
+        """The memory group of `database`'s backends, made in a worker thread.
+
+        On cgroup v1, arming the group's usage threshold waits for an RCU grace period in the
+        kernel (tens of ms on an idle machine): on the event loop, every run would stall."""
         if self.backend_memory is None:
             return None
         limit = group_limit(self.memory_limit, self.size_limit, database.in_memory)
-        return self.backend_memory.create(database.name, limit)
+        return await asyncio.to_thread(self.backend_memory.create, database.name, limit)
 
     async def release(self, group: BackendGroup) -> None:
         if self.backend_memory is not None:

@@ -182,7 +182,7 @@ class Sandbox:
         stack.push_async_callback(env.databases.release, database.name)
         backends = None
         if env.guard is not None:
-            backends = env.guard.attach(database)
+            backends = await env.guard.attach(database)
             if backends is not None:
                 stack.push_async_callback(env.guard.release, backends)  # before the drop
         return database, backends
@@ -191,8 +191,9 @@ class Sandbox:
     async def _child(env: SandboxEnv, stack: AsyncExitStack, tapping: Tapping) -> tuple[RunCgroup | None, ChildProcess]:
         cgroup = None
         if env.cgroups is not None:
-            cgroup = env.cgroups.create(f"run-{secrets.token_hex(6)}", env.limits)
-            stack.callback(cgroup.remove)  # after the process is reaped (the stack unwinds in reverse)
+            # cgroup writes can wait on the kernel (its cgroup lock, RCU grace periods): not on the event loop
+            cgroup = await asyncio.to_thread(env.cgroups.create, f"run-{secrets.token_hex(6)}", env.limits)
+            stack.push_async_callback(asyncio.to_thread, cgroup.remove)  # after the process is reaped (reverse)
         return cgroup, await _start_child(env, stack, cgroup, tapping)
 
     # -- checking ----------------------------------------------------------------------------
@@ -226,7 +227,7 @@ class Sandbox:
         task, stack = self._checker
         child = await task
         if self.cgroup is not None:
-            self.cgroup.add(child.tree())
+            await asyncio.to_thread(self.cgroup.add, child.tree())
         payload = {
             "check": {"source": job.source, "filename": job.filename, "result": job.result},
             "connect": {**self.database.address.connect_kwargs(), "host": GATE_HOST},
@@ -374,7 +375,7 @@ async def _start_child(
         raise SandboxFailed(f"the sandbox's child did not start: {detail or 'no output'}")
     if cgroup is not None:
         # the child waits for its job: nothing of a sample's runs yet, so the tree cannot change
-        cgroup.add(child.tree())
+        await asyncio.to_thread(cgroup.add, child.tree())
     return child
 
 

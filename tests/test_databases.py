@@ -31,7 +31,7 @@ def test_a_runs_role_connects_to_its_own_database_only(live_runner: LiveRunner) 
     async def scenario() -> dict[str, str]:
         mine, other = await factory.create(), await factory.create()
         # as a sandbox does: the backends' memory groups first (a run role's login joins its group)
-        groups = [guard.attach(mine), guard.attach(other)] if guard is not None else []
+        groups = [await guard.attach(mine), await guard.attach(other)] if guard is not None else []
         try:
             me = mine.address.connect_kwargs()
             results = {"own": await _connect_fails(**me)}

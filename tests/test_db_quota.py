@@ -130,7 +130,7 @@ def test_a_database_growing_past_its_quota_is_seen_within_a_poll(live_runner: Li
 
     async def scenario() -> dict[str, float | str]:
         db = await factory.create()
-        group = guard.attach(db) if guard is not None else None  # as a sandbox does: its role's logins join it
+        group = await guard.attach(db) if guard is not None else None  # as a sandbox does: its role's logins join it
         try:
             assert db.in_memory
             probe = factory.size_probe(db)
@@ -279,7 +279,7 @@ def test_a_full_clone_folder_is_an_error_for_the_statement_and_the_next_clone_go
         outcomes["on disk"] = space.usage().on_disk
         runtime = live_runner.runtime
         guard = DatabaseGuard(factory, runtime.backend_memory, factory.size_limit, runtime.settings.db_memory_limit)
-        group = guard.attach(first)  # as a sandbox does: its role's logins join it
+        group = await guard.attach(first)  # as a sandbox does: its role's logins join it
         conn = await asyncpg.connect(**first.address.connect_kwargs())
         await conn.execute("CREATE UNLOGGED TABLE big (x int, pad text)")
         try:

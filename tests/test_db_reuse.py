@@ -49,7 +49,7 @@ async def as_the_run(
     guard = DatabaseGuard(
         factory, runtime.backend_memory, runtime.settings.db_size_limit, runtime.settings.db_memory_limit
     )
-    group = guard.attach(database)
+    group = await guard.attach(database)
     try:
         conn = await asyncpg.connect(**database.address.connect_kwargs(), timeout=10)
         try:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-from typing import Any
+import threading
+from collections.abc import Iterable
+from typing import Any, cast
 
 import pytest
 
 from runner import sandbox as sandbox_module
+from runner.backend_memory import BackendMemory
+from runner.cgroups import CgroupLimits, RunCgroup, Usage
 from runner.channel import wire_size
+from runner.database_guard import DatabaseGuard
+from runner.databases import DatabaseFactory
 from runner.errors import PostgresUnavailable, SandboxFailed
 from runner.models import OutputEvent, RunEvent, TimingEvent
 from runner.pool import SandboxPool
@@ -239,3 +246,83 @@ async def test_closing_the_pool_right_after_a_release_destroys_the_released_sand
         await asyncio.sleep(0)  # one loop step: the task starts its RELEASE_DELAY wait
     await pool.close()
     assert_nothing_left(env)
+
+
+class LoopCheck:
+    """Returns only once the event loop has run meanwhile: called on the loop's own thread, it waits for itself.
+
+    Stands for a cgroup write that waits on the kernel (its cgroup lock, an RCU grace period):
+    made on the loop, it would stall every run for as long."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.calls: list[str] = []
+        self.on_the_loop: list[str] = []
+
+    def __call__(self, what: str) -> None:
+        self.calls.append(what)
+        ran = threading.Event()
+        self.loop.call_soon_threadsafe(ran.set)
+        if not ran.wait(1.0):
+            self.on_the_loop.append(what)
+
+
+class CheckedGroup:
+    name = "run-checked"
+
+    def __init__(self, check: LoopCheck) -> None:
+        self.check = check
+
+    def add(self, pids: Iterable[int]) -> None:
+        self.check("add")
+
+    def usage(self) -> Usage:
+        return Usage(memory_peak=0, cpu_seconds=0.0, oom_kills=0)
+
+    def pids(self) -> list[int]:
+        return []
+
+    def kill(self) -> None:
+        pass
+
+    def remove(self) -> bool:
+        self.check("remove")
+        return True
+
+
+class CheckedCgroups:
+    version, where = "checked", "nowhere"
+
+    def __init__(self, check: LoopCheck) -> None:
+        self.check = check
+
+    def create(self, name: str, limits: CgroupLimits) -> RunCgroup:
+        self.check("create")
+        return CheckedGroup(self.check)
+
+    def close(self) -> None:
+        pass
+
+
+class CheckedBackendMemory:
+    def __init__(self, check: LoopCheck) -> None:
+        self.check = check
+
+    def create(self, database: str, limit: int) -> object:
+        self.check("backend group")
+        return object()
+
+    async def release(self, group: object, factory: object) -> bool:
+        return True
+
+
+async def test_cgroup_work_of_a_sandbox_never_runs_on_the_event_loop() -> None:
+    check = LoopCheck(asyncio.get_running_loop())
+    guard = DatabaseGuard(
+        cast(DatabaseFactory, None), cast(BackendMemory, CheckedBackendMemory(check)), 1 << 30, 1 << 30
+    )
+    env = dataclasses.replace(make_env(), cgroups=CheckedCgroups(check), guard=guard)
+    box = await Sandbox.prepare(env)
+    await box.destroy()
+    assert sorted(check.calls) == ["add", "backend group", "create", "remove"]
+    assert check.on_the_loop == []
