@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -47,7 +48,7 @@ def probe(live_runner: LiveRunner) -> dict[str, Any]:
     response = live_runner.run(SNIPPET, code=PROBE)
     assert response.status_code == 200, response.text
     summary = response.json()
-    assert summary["status"] == "ok", summary
+    assert summary["status"] == "ok", (summary["reason"], summary.get("output"))
     return dict(json.loads("".join(e["text"] for e in summary["output"] if e["stream"] == "stdout")))
 
 
@@ -66,6 +67,22 @@ def test_each_forked_sandbox_has_namespaces_of_its_own(live_runner: LiveRunner) 
     # nothing in /tmp but where a bound folder of a checkout under /tmp is mounted (bubblewrap does the same)
     bound = {p.relative_to("/tmp").parts[0] for p in BubblewrapLauncher.readable_paths() if p.is_relative_to("/tmp")}
     assert set(first["tmp"]) == set(second["tmp"]) == bound, "a file of the previous run was left in /tmp"
+
+
+def test_each_sandbox_is_cloned_straight_into_its_namespaces_as_their_pid_1(live_runner: LiveRunner) -> None:
+    """No process between the server and a sandbox's init: every child of the server is PID 1 of its own namespace."""
+    forked(live_runner)
+    server = live_runner.runtime.fork_server
+    pool = live_runner.runtime.pool
+    assert server is not None and server.process is not None and pool is not None
+    probe(live_runner)  # one run done: the pool holds sandboxes ready again, their roots children of the server
+    roots = psutil.Process(server.process.pid).children()
+    assert roots, "the server has no children: the pool was expected to hold ready sandboxes"
+    outside = os.readlink(f"/proc/{server.process.pid}/ns/pid")
+    for root in roots:
+        status = dict(line.split(":\t", 1) for line in Path(f"/proc/{root.pid}/status").read_text().splitlines())
+        assert status["NSpid"].split()[-1] == "1", (root.pid, status["NSpid"])
+        assert os.readlink(f"/proc/{root.pid}/ns/pid") != outside
 
 
 def test_the_fork_server_holds_nothing_secret(live_runner: LiveRunner) -> None:
