@@ -313,7 +313,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             return RunResponse(run, headers)
         try:
             response = json_response(await collect(run), headers=headers)
-            response.background = BackgroundTask(run.answered.set)  # once the body is sent
+            # once the body is sent; a coroutine function, so that Starlette calls it on the event loop
+            # (a plain callable would go to a worker thread, and asyncio.Event is not thread-safe)
+            response.background = BackgroundTask(run.mark_answered)
             return response
         finally:
             run.close()

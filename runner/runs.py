@@ -73,6 +73,10 @@ class Run:
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the answer has gone out: the sandbox's clean-up and the pool's refill wait for it (briefly)."""
 
+    async def mark_answered(self) -> None:
+        """`answered.set`, as a coroutine function: a response's background task, run on the event loop."""
+        self.answered.set()
+
     async def events(self) -> AsyncIterator[RunEvent]:
         exercise = exercise_of(self.snippet)
         record = WireRecord() if exercise is not None else None
