@@ -254,6 +254,8 @@ class BackendGroup:
         with self._lock:
             if self.tripped_at is not None:
                 return True
+            if self.usage() <= self.limit:  # what they hold is part of the usage: one number, not memory.stat
+                return False
             held = self.held()
             if held <= self.limit or not self.folder.exists():
                 return False
