@@ -67,34 +67,52 @@ def load_catalogue(code_dir: Path = CODE_DIR) -> dict[str, Snippet]:
 Stamp = tuple[tuple[str, int, int], ...]
 
 
-def _stamp(code_dir: Path) -> Stamp:
-    """Name, modification time and size of every sample: changes when one is added, edited or removed."""
+def _stamp(paths: list[Path]) -> Stamp:
+    """Name, modification time and size of each path that exists."""
     stamp: list[tuple[str, int, int]] = []
-    for path in sample_paths(code_dir):
+    for path in paths:
         try:
             status = path.stat()
-        except FileNotFoundError:  # removed between the listing and the stat: the next look sees it
+        except FileNotFoundError:  # removed since it was listed: the stamp differs, the next look lists again
             continue
         stamp.append((str(path), status.st_mtime_ns, status.st_size))
     return tuple(stamp)
 
 
+def _listing(code_dir: Path) -> tuple[list[Path], Stamp]:
+    """What `Catalogue.current` watches, and its stamp: `code/`, each folder a lesson can be in, each sample.
+
+    Each folder is stamped before it is listed: a file added or removed afterwards changes
+    the folder's modification time, so the next look sees it. Folders that are no lesson
+    yet are watched too: their first sample makes them one."""
+    stamp = _stamp([code_dir])
+    folders = sorted(p for p in code_dir.glob(lessons.LESSON_GLOB) if p.is_dir())
+    stamp += _stamp(folders)
+    samples = sample_paths(code_dir)
+    return [code_dir, *folders, *samples], stamp + _stamp(samples)
+
+
 class Catalogue:
     """The snippets as `code/` holds them now, for a runner that serves while a maintainer edits.
 
-    `current()` lists the sample files and stats them (tens of microseconds for a
-    course) and reloads only when something changed, so a sample added or edited
-    while the runner serves is what the next run executes, with no watcher to own.
+    `current()` stats `code/`, the lesson folders and the samples (tens of microseconds for
+    a course): a sample added, removed or renamed changes its folder's modification time,
+    an edit the file's. Only then does it list the folders again and reload, so a sample
+    added or edited while the runner serves is what the next run executes, with no watcher
+    to own.
     """
 
     def __init__(self, code_dir: Path = CODE_DIR) -> None:
         self.code_dir = code_dir
+        self._watched: list[Path] = []
         self._stamp: Stamp | None = None
         self._snippets: dict[str, Snippet] = {}
         self.loads = 0
 
     def current(self) -> dict[str, Snippet]:
-        stamp = _stamp(self.code_dir)
+        if self._stamp is not None and _stamp(self._watched) == self._stamp:
+            return self._snippets
+        self._watched, stamp = _listing(self.code_dir)
         if stamp != self._stamp:
             self._snippets = load_catalogue(self.code_dir)
             if self._stamp is not None:

@@ -109,6 +109,14 @@ def test_the_catalogue_follows_samples_added_edited_and_removed(tmp_path: Path) 
     assert "chapter_02/01_a" not in catalogue.current()
     assert catalogue.loads == 4
 
+    (tmp_path / "code/chapter_06").mkdir()  # a folder that is no lesson yet: its first sample makes it one
+    assert catalogue.current() is catalogue.current()
+    make_repo(tmp_path, {"code/chapter_06/01_first.py": SAMPLE})
+    assert "chapter_06/01_first" in catalogue.current()
+    make_repo(tmp_path, {"code/chapter_04/02_second.py": SAMPLE})  # beside a sample already known
+    assert "chapter_04/02_second" in catalogue.current()
+    assert catalogue.loads == 7  # the new folder, its first sample, the second sample
+
 
 # -- include lines shown in Markdown examples --------------------------------------
 
