@@ -43,6 +43,7 @@ import importlib.util
 import json
 import os
 import platform
+import resource  # noqa: F401
 import select
 import signal
 import socket
@@ -51,12 +52,13 @@ import sys
 import types
 from typing import Any
 
-# warm-up: what every sandbox's child imports, done once here
+# warm-up: what every sandbox's child imports, done once here (the standard library's `resource` too)
 import asyncpg  # noqa: F401
 
 import runner.gate
 import runner.lesson
-import runner.queries  # noqa: F401
+import runner.queries
+import runner.round_trip  # noqa: F401
 
 CHILD_SPEC = importlib.util.find_spec("runner.child")
 assert CHILD_SPEC is not None and CHILD_SPEC.loader is not None and CHILD_SPEC.origin is not None
