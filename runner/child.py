@@ -32,7 +32,7 @@ from typing import Any
 import asyncpg
 
 from runner.gate import GATE_HOST, GRANTED
-from runner.lesson import REPO_ROOT, prefer_lesson_package
+from runner.lesson import REPO_ROOT, forget_changed_lesson_utilities, prefer_lesson_package
 from runner.queries import QueryRecorder
 from runner.round_trip import PreciseTimers, delayed, unwrap
 
@@ -63,8 +63,10 @@ def emit(event: dict[str, Any]) -> None:
 
 
 def import_lesson_utilities() -> None:
-    """Put the repository root first, as the lesson expects, and import `code.utils`."""
+    """Put the repository root first, as the lesson expects, and import `code.utils` (preloaded by the fork
+    server unless its file changed since)."""
     prefer_lesson_package()
+    forget_changed_lesson_utilities()
     import code.utils as utils
 
     utils.async_timed = report_timings(utils.async_timed)

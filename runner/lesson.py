@@ -7,7 +7,9 @@ template builder, the benchmarks) goes through here so the rule lives in one pla
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -35,3 +37,37 @@ def load_by_path(path: Path, name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+LESSON_UTILITIES = ("code", "code.utils")
+"""What every sample's run imports from the lesson: the fork server imports it once for all of them."""
+
+preloaded: dict[str, tuple[int, int]] = {}
+"""Lesson modules imported ahead, by name: their file's modification time and size then."""
+
+
+def preload_lesson_utilities() -> None:
+    """Import the lesson's utilities now and remember their files' stamps (the fork server, at start)."""
+    prefer_lesson_package()
+    for name in LESSON_UTILITIES:
+        module = importlib.import_module(name)
+        status = os.stat(str(module.__file__))
+        preloaded[name] = (status.st_mtime_ns, status.st_size)
+
+
+def forget_changed_lesson_utilities() -> None:
+    """Forget the preloaded lesson modules if a file of theirs changed since (a maintainer edited it).
+
+    The next import then reads them afresh, as it would in a sandbox started from nothing."""
+    for name, stamp in preloaded.items():
+        module = sys.modules.get(name)
+        try:
+            status = os.stat(str(getattr(module, "__file__", None)))
+            unchanged = (status.st_mtime_ns, status.st_size) == stamp
+        except OSError:
+            unchanged = False
+        if not unchanged:
+            for forgotten in preloaded:
+                sys.modules.pop(forgotten, None)
+            preloaded.clear()
+            return

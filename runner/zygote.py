@@ -58,7 +58,12 @@ import asyncpg  # noqa: F401
 import runner.gate
 import runner.lesson
 import runner.queries
-import runner.round_trip  # noqa: F401
+import runner.round_trip
+
+# the lesson's utilities: public code of the repository; a child imports them again if they changed since.
+# A broken utils.py is left to fail each run readably, in its own child.
+with contextlib.suppress(Exception):
+    runner.lesson.preload_lesson_utilities()
 
 CHILD_SPEC = importlib.util.find_spec("runner.child")
 assert CHILD_SPEC is not None and CHILD_SPEC.loader is not None and CHILD_SPEC.origin is not None

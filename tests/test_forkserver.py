@@ -163,3 +163,18 @@ def test_a_forked_child_imports_nothing_the_fork_server_has_not_imported_already
     )
     found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     assert found.stdout.strip() == "[]", f"imported by each sandbox's child, not by the fork server: {found.stdout}"
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_the_lesson_utilities_preloaded_by_the_fork_server_are_read_again_once_changed(changed: bool) -> None:
+    """A maintainer editing `code/utils.py` while the runner serves: the next run reads it afresh."""
+    script = (
+        "import sys, runner.lesson as lesson; lesson.preload_lesson_utilities(); first = sys.modules['code.utils']; "
+        f"changed = {changed}; "
+        "size = lesson.preloaded['code.utils'][1]; "
+        "lesson.preloaded['code.utils'] = (lesson.preloaded['code.utils'][0], size + 1) if changed else "
+        "lesson.preloaded['code.utils']; "
+        "lesson.forget_changed_lesson_utilities(); import code.utils; print(sys.modules['code.utils'] is first)"
+    )
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert found.stdout.strip() == str(not changed), found.stderr
