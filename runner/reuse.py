@@ -89,9 +89,11 @@ SELECT d.tup_inserted + d.tup_updated + d.tup_deleted AS rows_touched,
          WHERE a.pid <> pg_catalog.pg_backend_pid() AND (a.datid = d.datid OR a.usename = $1)) AS sessions,
        (SELECT count(*) FROM pg_catalog.pg_stat_activity a
          WHERE a.state = 'starting' AND a.backend_start <= $2) AS logins_under_way,
-       (SELECT coalesce(sum(t.vacuum_count + t.autovacuum_count + t.analyze_count + t.autoanalyze_count), 0)
-          FROM pg_catalog.pg_stat_all_tables t JOIN pg_catalog.pg_class c ON c.oid = t.relid
-         WHERE NOT c.relisshared) AS maintained,
+       (SELECT coalesce(sum(pg_catalog.pg_stat_get_vacuum_count(c.oid) + pg_catalog.pg_stat_get_autovacuum_count(c.oid)
+                            + pg_catalog.pg_stat_get_analyze_count(c.oid)
+                            + pg_catalog.pg_stat_get_autoanalyze_count(c.oid)), 0)
+          FROM pg_catalog.pg_class c
+         WHERE c.relkind IN ('r', 't', 'm', 'p') AND NOT c.relisshared) AS maintained,  -- pg_stat_all_tables' kinds
        (SELECT count(*) FROM pg_catalog.pg_prepared_xacts p WHERE p.database = $1) AS prepared,
        ({sequences}) AS sequences,
        role.settings,
