@@ -18,6 +18,7 @@ runner that stops unmounts it; one that died leaves it for the next start to reu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -156,13 +157,18 @@ class CloneSpace:
     def unmount(self) -> None:
         """Give the memory back when the runner stops (its databases are dropped by then).
 
-        The tablespace's folder goes with the mount; the next start makes it again."""
+        The tablespace's folder goes with the mount, and so does the mount point once empty
+        (a cluster in a temporary folder would leave one per start otherwise); the next start
+        makes both again."""
         if not self.enforced or not mounted_tmpfs(self.location):
             return
         try:
             subprocess.run(["umount", str(self.location)], check=True, capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.SubprocessError) as error:
             log.warning("cannot unmount the tmpfs at %s: %s", self.location, error)
+            return
+        with contextlib.suppress(OSError):  # not empty (someone else's files): left as it is
+            self.location.rmdir()
 
     @property
     def reserved(self) -> int:

@@ -222,6 +222,25 @@ def test_the_ceiling_is_mounted_once_then_reused_or_resized(tmp_path: Path) -> N
         location.rmdir()
 
 
+def test_stopping_gives_the_memory_back_and_leaves_no_folder_behind(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root mounts the ceiling")
+    location = Path("/dev/shm") / f"wtc-unmount-{os.getpid()}"
+    location.mkdir(mode=0o700)
+    try:
+        space = CloneSpace.prepare(location, 32 * MIB, None)
+        assert space.enforced and mounted_tmpfs(location)
+        (location / "PG_18_0").mkdir()  # a tablespace's folder, as PostgreSQL leaves it after dropping everything
+        space.unmount()
+        assert not mounted_tmpfs(location)
+        assert not location.exists(), "the empty mount point was left in /dev/shm"
+    finally:
+        if mounted_tmpfs(location):
+            subprocess.run(["umount", str(location)], check=True)
+        if location.exists():
+            location.rmdir()
+
+
 @pytest.fixture
 def small_space(live_runner: LiveRunner) -> Iterator[tuple[DatabaseFactory, CloneSpace]]:
     """A factory of its own, whose tablespace is a tmpfs with room for one run database at quota."""
