@@ -105,6 +105,8 @@ libc = ctypes.CDLL(None, use_errno=True)
 held = ctypes.PyDLL(None, use_errno=True)
 """The same C library, called with the GIL held (as os.fork calls fork(2))."""
 held.syscall.restype = ctypes.c_long
+for _hook in ("PyOS_BeforeFork", "PyOS_AfterFork_Child", "PyOS_AfterFork_Parent"):
+    getattr(ctypes.pythonapi, _hook).restype = None  # void functions
 
 
 class SockFprog(ctypes.Structure):
@@ -125,7 +127,10 @@ def fork_into_namespaces(flags: int) -> int:
     the child, which is PID 1 of its new PID namespace."""
     pythonapi = ctypes.pythonapi
     pythonapi.PyOS_BeforeFork()
-    pid = held.syscall(ctypes.c_long(SYS_CLONE[platform.machine()]), ctypes.c_ulong(flags | signal.SIGCHLD), 0, 0, 0, 0)
+    null = ctypes.c_void_p(None)  # no new stack, no thread-id pointers, no TLS: fork's semantics
+    pid = held.syscall(
+        ctypes.c_long(SYS_CLONE[platform.machine()]), ctypes.c_ulong(flags | signal.SIGCHLD), null, null, null, null
+    )
     if pid == 0:
         pythonapi.PyOS_AfterFork_Child()
         return 0

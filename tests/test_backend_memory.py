@@ -130,10 +130,14 @@ def test_group_limit_counts_the_database_pages_only_in_memory() -> None:
 def test_what_a_group_holds_leaves_the_page_cache_out(tmp_path: Path, version: str, stat: str) -> None:
     (tmp_path / "memory.stat").write_text(stat)
     (tmp_path / "cgroup.procs").write_text("")
+    usage = tmp_path / ("memory.usage_in_bytes" if version == "v1" else "memory.current")
+    usage.write_text("1001\n")  # the page cache counts in the usage: past either limit below
     group = BackendGroup("wsrun_x", tmp_path, 100, version)
     assert group.held() == 101
     assert group.under_pressure() and group.held_at_trip == 101
     assert not BackendGroup("wsrun_y", tmp_path, 101, version).under_pressure()
+    usage.write_text("100\n")  # what they hold is part of the usage: a usage within the limit is enough to know
+    assert not BackendGroup("wsrun_z", tmp_path, 100, version).under_pressure()
 
 
 def test_a_backend_joins_its_group_at_login_or_cannot_log_in(live_runner: LiveRunner, layer: BackendMemory) -> None:
