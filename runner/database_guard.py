@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from . import db_quota
 from .backend_memory import BackendGroup, BackendMemory, group_limit
 from .databases import DatabaseFactory, RunDatabase
+from .shielding import made_uncancelled
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class DatabaseGuard:
         if self.backend_memory is None:
             return None
         limit = group_limit(self.memory_limit, self.size_limit, database.in_memory)
-        return await asyncio.to_thread(self.backend_memory.create, database.name, limit)
+        # cancelled meanwhile (a preparation abandoned), the thread still makes the group: removed at once
+        return await made_uncancelled(asyncio.to_thread(self.backend_memory.create, database.name, limit), self.release)
 
     async def release(self, group: BackendGroup) -> None:
         if self.backend_memory is not None:

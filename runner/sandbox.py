@@ -39,7 +39,7 @@ from .isolation import Launcher, Limits
 from .models import ChildReady, ChildRunning, ChildVerdict, RunEvent, Status, Stream, child_event_adapter
 from .postgres import ServerAddress
 from .process import ChildProcess, Spawner
-from .shielding import finish_uncancelled
+from .shielding import finish_uncancelled, made_uncancelled
 from .wire import WireRecord
 
 log = logging.getLogger("runner.sandbox")
@@ -192,7 +192,11 @@ class Sandbox:
         cgroup = None
         if env.cgroups is not None:
             # cgroup writes can wait on the kernel (its cgroup lock, RCU grace periods): not on the event loop
-            cgroup = await asyncio.to_thread(env.cgroups.create, f"run-{secrets.token_hex(6)}", env.limits)
+            # (cancelled meanwhile, the thread still makes the group: removed at once)
+            cgroup = await made_uncancelled(
+                asyncio.to_thread(env.cgroups.create, f"run-{secrets.token_hex(6)}", env.limits),
+                lambda made: asyncio.to_thread(made.remove),
+            )
             stack.push_async_callback(asyncio.to_thread, cgroup.remove)  # after the process is reaped (reverse)
         return cgroup, await _start_child(env, stack, cgroup, tapping)
 

@@ -326,3 +326,66 @@ async def test_cgroup_work_of_a_sandbox_never_runs_on_the_event_loop() -> None:
     await box.destroy()
     assert sorted(check.calls) == ["add", "backend group", "create", "remove"]
     assert check.on_the_loop == []
+
+
+class HeldMaker:
+    """Cgroups and backend groups whose creation, in a worker thread, waits until the test lets it go."""
+
+    version, where = "held", "nowhere"
+
+    def __init__(self) -> None:
+        self.entered = threading.Semaphore(0)
+        self.go = threading.Event()
+        self.made: list[str] = []
+        self.removed: list[str] = []
+
+    def create(self, name: str, limits: CgroupLimits | int) -> HeldGroup:
+        self.entered.release()
+        assert self.go.wait(5), "the test never let the creation go"
+        what = "backend group" if isinstance(limits, int) else "run group"
+        self.made.append(what)
+        return HeldGroup(what, self.removed)
+
+    async def release(self, group: HeldGroup, factory: object) -> bool:
+        return group.remove()
+
+
+class HeldGroup:
+    def __init__(self, name: str, removed: list[str]) -> None:
+        self.name, self._removed = name, removed
+
+    def add(self, pids: Iterable[int]) -> None:
+        pass
+
+    def usage(self) -> Usage:
+        return Usage(memory_peak=0, cpu_seconds=0.0, oom_kills=0)
+
+    def pids(self) -> list[int]:
+        return []
+
+    def kill(self) -> None:
+        pass
+
+    def remove(self) -> bool:
+        self._removed.append(self.name)
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_preparation_abandoned_while_its_groups_are_made_in_threads_leaves_no_group_behind() -> None:
+    """A thread cannot be cancelled: what it makes after the preparation was abandoned must still be removed."""
+    maker = HeldMaker()
+    guard = DatabaseGuard(cast(DatabaseFactory, None), cast(BackendMemory, maker), 1 << 30, 1 << 30)
+    env = dataclasses.replace(make_env(), cgroups=maker, guard=guard)
+    preparing = asyncio.create_task(Sandbox.prepare(env))
+    for _ in range(2):  # both groups are being made, each in its thread
+        assert await asyncio.to_thread(maker.entered.acquire, True, 5), "a group's creation never began"
+    preparing.cancel()
+    maker.go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await preparing
+    assert sorted(maker.made) == ["backend group", "run group"]
+    assert sorted(maker.removed) == sorted(maker.made), "a group made after the cancellation was left behind"
+    assert_nothing_left(env)
