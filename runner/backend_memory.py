@@ -480,7 +480,12 @@ class BackendMemory:
 
         Make it before the run's role first connects: its logins fail until then."""
         folder = self.base / database
-        folder.mkdir()
+        try:
+            folder.mkdir()
+        except FileExistsError:  # left by an earlier run of this (reused) database whose clean-up failed
+            log.warning("a memory group of %s was left behind; removing it", database)
+            BackendGroup(database, folder, 0, self.version).remove(self._refuge)
+            folder.mkdir()
         group = BackendGroup(database, folder, limit, self.version)
         try:
             if self.version == "v1":

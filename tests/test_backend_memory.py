@@ -140,6 +140,28 @@ def test_what_a_group_holds_leaves_the_page_cache_out(tmp_path: Path, version: s
     assert not BackendGroup("wsrun_z", tmp_path, 100, version).under_pressure()
 
 
+def test_a_group_left_behind_under_a_reused_databases_name_is_replaced(
+    live_runner: LiveRunner, layer: BackendMemory
+) -> None:
+    """A parked database comes back under its name: a group an earlier clean-up failed to remove must not block it."""
+    factory = _factory(live_runner)
+
+    async def scenario() -> str:
+        db = await factory.create()
+        try:
+            (layer.base / db.name).mkdir()  # as a failed removal leaves it
+            group = layer.create(db.name, SMALL)
+            conn = await asyncpg.connect(**db.address.connect_kwargs(), timeout=10)
+            member = str(conn.get_server_pid() in group.pids())
+            await conn.close()
+            await layer.release(group, factory)
+            return member
+        finally:
+            await factory.drop(db.name)
+
+    assert live_runner.call(scenario(), timeout=60) == "True"
+
+
 def test_a_backend_joins_its_group_at_login_or_cannot_log_in(live_runner: LiveRunner, layer: BackendMemory) -> None:
     factory = _factory(live_runner)
 
