@@ -34,6 +34,7 @@ run at saturation.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import errno
@@ -53,7 +54,7 @@ import types
 from typing import Any
 
 # warm-up: what every sandbox's child imports, done once here (the standard library's `resource` too)
-import asyncpg  # noqa: F401
+import asyncpg
 
 import runner.gate
 import runner.lesson
@@ -341,6 +342,24 @@ def serve(config: dict[str, Any], bpf: bytes | None, control: socket.socket) -> 
         send(control, {"spawned": pid})
 
 
+WARM_UP_HOST = "/nonexistent/workshop-warm-up"
+"""Where the warm-up connects: a folder that does not exist, so no server is reached and no credential used."""
+
+
+def warm_up() -> None:
+    """Go once through what every child goes through first: an event loop's start and end, and asyncpg's
+    connect up to the socket (which is not there). What that builds lazily (parsed defaults, compiled
+    patterns, caches) then exists here, shared, instead of being built again in every child."""
+
+    async def connect_nowhere() -> None:
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await asyncpg.connect(
+                host=WARM_UP_HOST, port=5432, user="warm-up", password="warm-up", database="warm-up", timeout=1
+            )
+
+    asyncio.run(connect_nowhere())
+
+
 def main() -> None:
     config = json.loads(os.environ.pop(CONFIG_ENV))
     control = socket.socket(fileno=config["control_fd"])
@@ -349,6 +368,7 @@ def main() -> None:
         with os.fdopen(config["seccomp_fd"], "rb") as program:
             bpf = program.read()
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the runner's end closing ends this server too
+    warm_up()
     send(control, {"ready": os.getpid()})
     if serve(config, bpf, control):
         run_child(config)

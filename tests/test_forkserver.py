@@ -178,3 +178,14 @@ def test_the_lesson_utilities_preloaded_by_the_fork_server_are_read_again_once_c
     )
     found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     assert found.stdout.strip() == str(not changed), found.stderr
+
+
+def test_the_fork_servers_warm_up_leaves_no_descriptor_thread_or_loop_behind() -> None:
+    """Every child inherits what the server holds: the warm-up must end with nothing open."""
+    script = (
+        "import asyncio, os, threading, runner.zygote as z; before = sorted(os.listdir('/proc/self/fd')); "
+        "z.warm_up(); after = sorted(os.listdir('/proc/self/fd')); "
+        "print(before == after, threading.active_count(), asyncio.get_event_loop_policy()._local._loop)"
+    )
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert found.stdout.split() == ["True", "1", "None"], (found.stdout, found.stderr)
