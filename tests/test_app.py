@@ -179,15 +179,26 @@ def test_a_full_queue_gets_429_with_retry_after(live_runner: LiveRunner) -> None
         assert int(response.headers["retry-after"]) >= 1
 
 
-def test_postgres_down_gets_503_and_the_runner_recovers(live_runner: LiveRunner) -> None:
+def test_postgres_down_gets_503_and_the_runner_recovers(
+    live_runner: LiveRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server = live_runner.runtime.server
     pid = getattr(server, "pid", None)
     assert pid, "the tests run against the embedded cluster"
+    # the watchdog restarts the server within a second or so: held back until the run below has been answered
+    answered = threading.Event()
+    restart = server.restart_if_down
+
+    async def restart_once_allowed() -> bool:
+        return await restart() if answered.is_set() else False
+
+    monkeypatch.setattr(server, "restart_if_down", restart_once_allowed)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while server.process_alive() and time.monotonic() < deadline:  # the runner notices the exit
         time.sleep(0.05)
     response = live_runner.run(SNIPPET)
+    answered.set()
     assert_error(response, 503, "database_unavailable")
     assert response.headers["retry-after"]
     deadline = time.monotonic() + 30

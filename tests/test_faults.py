@@ -183,21 +183,33 @@ class RunnerProcess:
         pytest.fail(f"the runner was not healthy within {timeout} s:\n{self.log()[-3000:]}")
 
     def settled_names(self, cluster_root: Path, *, busy: int, full: bool, timeout: float = 30) -> list[str]:
-        """Its run databases once each belongs to a ready or busy sandbox, none being made or destroyed.
+        """Its run databases once each belongs to a ready or busy sandbox or is parked for reuse, none being
+        made or destroyed.
 
-        Polls the health's pool (`busy` sandboxes in use, every one ready if `full`) and the cluster's
+        Polls the health's pool (`busy` sandboxes in use, every one ready if `full`), the parked databases
+        (a used one is parked, or not, depending on logins under way when it is proven) and the cluster's
         names until they agree; fails at the deadline with what it saw last.
         """
         deadline = time.monotonic() + timeout
         while True:
             pool = self.wait_healthy(10)["pool"]
+            parked = self.parked()
             names = asyncio.run(run_names(cluster_root))
             quiet = pool["busy"] == busy and (pool["ready"] == pool["size"] or not full)
-            if quiet and len(names) == pool["ready"] + pool["busy"]:
+            if quiet and len(names) == pool["ready"] + pool["busy"] + parked:
                 return names
             if time.monotonic() > deadline:
-                pytest.fail(f"the pool and its databases did not settle within {timeout} s: {pool}, {names}")
+                pytest.fail(
+                    f"the pool and its databases did not settle within {timeout} s: {pool}, {parked} parked, {names}"
+                )
             time.sleep(0.05)
+
+    def parked(self) -> int:
+        """Run databases parked for reuse, from /metrics."""
+        metrics = httpx.get(f"{self.url}/metrics", timeout=5).text
+        found = re.search(r"^workshop_run_databases_parked (\S+)$", metrics, re.MULTILINE)
+        assert found, "no workshop_run_databases_parked in /metrics"
+        return int(float(found.group(1)))
 
     def kill(self) -> None:
         self.process.kill()
@@ -304,8 +316,10 @@ def test_a_runner_killed_mid_run_cleans_up_after_itself_on_the_next_start(fault_
         assert still_there == set(), still_there
 
         assert_a_run_works(second.url)
-        # the used sandbox is destroyed in the background and the pool refilled: the prepared sandboxes' remain
-        assert len(second.settled_names(cluster_root, busy=0, full=True)) == second.wait_healthy(10)["pool"]["size"]
+        # the used sandbox is destroyed in the background and the pool refilled: the prepared sandboxes' remain,
+        # and the used database if it was parked for reuse
+        expected = second.wait_healthy(10)["pool"]["size"]
+        assert len(second.settled_names(cluster_root, busy=0, full=True)) - second.parked() == expected
     finally:
         if first.process.poll() is None:
             first.kill()
