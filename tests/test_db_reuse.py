@@ -61,13 +61,31 @@ async def as_the_run(
             await guard.release(group)
 
 
+async def release_settled(factory: DatabaseFactory, name: str) -> None:
+    """Release `name`, then wait until every login begun so far has finished.
+
+    A login under way keeps a released database parked (whose login it is cannot be told
+    before it ends), so the next run would get a fresh clone: these tests want the reuse."""
+    await factory.release(name)
+    async with factory.admin_connection() as conn:
+        began = await conn.fetchval("SELECT clock_timestamp()")
+        for _ in range(1000):
+            under_way = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'starting' AND backend_start <= $1", began
+            )
+            if not under_way:
+                return
+            await asyncio.sleep(0.01)  # polling: the server sends no event when a login ends
+    raise AssertionError("a login stayed under way for 10 s")
+
+
 async def run_then_next(live_runner: LiveRunner, factory: DatabaseFactory, step: Step) -> tuple[str, str]:
     """The database a run doing `step` had, and the one the next run gets."""
     first = await factory.create()
     async with as_the_run(live_runner, factory, first) as conn:
         with contextlib.suppress(asyncpg.PostgresError):  # a refused statement: what counts is what it left
             await step(conn)
-    await factory.release(first.name)
+    await release_settled(factory, first.name)
     second = await factory.create()
     await factory.release(second.name)
     return first.name, second.name
@@ -180,7 +198,7 @@ def test_a_reused_database_is_reused_again_and_reads_as_fresh(live_runner: LiveR
                     scans = await conn.fetchval("SELECT coalesce(sum(seq_scan), 0) FROM pg_stat_user_tables")
                     seen.append((database.name, await brand_count(conn), int(scans)))
                     await conn.fetch("SELECT * FROM sku")
-                await factory.release(database.name)
+                await release_settled(factory, database.name)
         return seen
 
     seen = live_runner.call(scenario())
@@ -193,7 +211,7 @@ def test_the_previous_runs_password_opens_nothing(live_runner: LiveRunner) -> No
     async def scenario() -> tuple[str, str, str]:
         async with reusing_factory(live_runner) as factory:
             first = await factory.create()
-            await factory.release(first.name)
+            await release_settled(factory, first.name)
             second = await factory.create()
             try:
                 async with as_the_run(live_runner, factory, second):
@@ -219,7 +237,7 @@ def test_a_session_left_open_is_ended_before_the_next_run(live_runner: LiveRunne
         async with reusing_factory(live_runner) as factory:
             first = await factory.create()
             async with as_the_run(live_runner, factory, first) as conn:
-                await factory.release(first.name)
+                await release_settled(factory, first.name)
                 second = await factory.create()
                 await factory.release(second.name)
                 return first.name, second.name, conn.is_closed() or not await _alive(conn)
