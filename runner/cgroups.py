@@ -137,6 +137,38 @@ def remove_group_folder(folder: Path, timeout: float = 2.0) -> bool:
             os.sched_yield()
 
 
+def remove_groups_of_gone_runners(parent: Path) -> list[str]:
+    """Remove the `workshop-<pid>` groups (and their runs' groups) of runners that are gone.
+
+    A runner killed outright cannot remove its groups; the next one to start beside it
+    does. A group whose pid is alive stays (another replica, or a reused pid: harmless).
+    Returns the names removed."""
+    removed: list[str] = []
+    for folder in sorted(parent.glob("workshop-*")) if parent.is_dir() else []:
+        pid = folder.name.removeprefix("workshop-")
+        if not folder.is_dir() or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        for child in [c for c in folder.iterdir() if c.is_dir()]:
+            _kill_until_empty([child])
+            remove_group_folder(child)
+        _kill_until_empty([folder])
+        if remove_group_folder(folder):
+            removed.append(folder.name)
+    if removed:
+        log.warning("removed the cgroups of %d runner(s) that are gone: %s", len(removed), ", ".join(removed))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 # -- v2 ------------------------------------------------------------------------------------------
 
 
@@ -183,6 +215,7 @@ class V2Driver:
         lacking = [c for c in CONTROLLERS if c not in available]
         if lacking:
             raise OSError(f"cgroup v2 group {own} is not delegated the {', '.join(lacking)} controller(s)")
+        remove_groups_of_gone_runners(own)
         base = own / f"workshop-{os.getpid()}"
         leaf = own / "workshop-supervisor"
         # "no internal processes": enabling controllers for children needs an empty parent
@@ -267,7 +300,9 @@ class V1Driver:
                 if controller == "cpuacct":
                     continue
                 raise OSError(f"the cgroup v1 {controller} hierarchy is not mounted")
-            base = mount / own.get(controller, "/").lstrip("/") / f"workshop-{os.getpid()}"
+            parent = mount / own.get(controller, "/").lstrip("/")
+            remove_groups_of_gone_runners(parent)
+            base = parent / f"workshop-{os.getpid()}"
             base.mkdir(exist_ok=True)
             bases[controller] = base
         with contextlib.suppress(OSError):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ import asyncpg
 import pytest
 
 from runner.backend_memory import LOGIN_TRIGGER_SQL, BackendGroup, BackendMemory, group_limit
-from runner.cgroups import V1Driver, V2Driver, open_driver
+from runner.cgroups import V1Driver, V2Driver, open_driver, remove_groups_of_gone_runners
 from runner.databases import DatabaseFactory, RunDatabase
 from runner.postgres import BACKEND_CGROUPS_FILE, EmbeddedCluster
 from runner.template import load_setup_module, seed_fingerprint
@@ -398,3 +400,18 @@ def test_release_of_a_group_whose_backends_are_gone_is_quick(live_runner: LiveRu
     exited, seconds, left = live_runner.call(scenario())
     assert exited and not left
     assert seconds < 1.0, seconds
+
+
+def test_the_groups_of_a_runner_that_is_gone_are_removed_by_the_next_one(tmp_path: Path) -> None:
+    """A runner killed outright leaves `workshop-<pid>` and its runs' groups; the next start removes them."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    for name in (f"workshop-{gone.pid}/run-a", f"workshop-{gone.pid}/run-b", f"workshop-{os.getpid()}/run-c"):
+        (tmp_path / name).mkdir(parents=True)
+    for name in ("workshop-pg-1", "workshop-supervisor", "other"):  # not a runner's own base
+        (tmp_path / name).mkdir()
+    assert remove_groups_of_gone_runners(tmp_path) == [f"workshop-{gone.pid}"]
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == sorted(
+        ["other", "workshop-pg-1", f"workshop-{os.getpid()}", f"workshop-{os.getpid()}/run-c", "workshop-supervisor"]
+    )
