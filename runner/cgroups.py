@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import psutil
+
 log = logging.getLogger("runner.cgroups")
 
 ROOT = Path("/sys/fs/cgroup")
@@ -146,7 +148,7 @@ def remove_groups_of_gone_runners(parent: Path) -> list[str]:
     removed: list[str] = []
     for folder in sorted(parent.glob("workshop-*")) if parent.is_dir() else []:
         pid = folder.name.removeprefix("workshop-")
-        if not folder.is_dir() or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+        if not folder.is_dir() or not pid.isdigit() or int(pid) == os.getpid() or psutil.pid_exists(int(pid)):
             continue
         for child in [c for c in folder.iterdir() if c.is_dir()]:
             _kill_until_empty([child])
@@ -157,16 +159,6 @@ def remove_groups_of_gone_runners(parent: Path) -> list[str]:
     if removed:
         log.warning("removed the cgroups of %d runner(s) that are gone: %s", len(removed), ", ".join(removed))
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- v2 ------------------------------------------------------------------------------------------

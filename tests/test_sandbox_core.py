@@ -267,14 +267,13 @@ class LoopCheck:
             self.on_the_loop.append(what)
 
 
-class CheckedGroup:
-    name = "run-checked"
+class QuietGroup:
+    """A run's cgroup with no processes and no usage: what the fakes below record is their own."""
 
-    def __init__(self, check: LoopCheck) -> None:
-        self.check = check
+    name = "run-quiet"
 
     def add(self, pids: Iterable[int]) -> None:
-        self.check("add")
+        pass
 
     def usage(self) -> Usage:
         return Usage(memory_peak=0, cpu_seconds=0.0, oom_kills=0)
@@ -284,6 +283,17 @@ class CheckedGroup:
 
     def kill(self) -> None:
         pass
+
+    def remove(self) -> bool:
+        return True
+
+
+class CheckedGroup(QuietGroup):
+    def __init__(self, check: LoopCheck) -> None:
+        self.check = check
+
+    def add(self, pids: Iterable[int]) -> None:
+        self.check("add")
 
     def remove(self) -> bool:
         self.check("remove")
@@ -350,21 +360,9 @@ class HeldMaker:
         return group.remove()
 
 
-class HeldGroup:
+class HeldGroup(QuietGroup):
     def __init__(self, name: str, removed: list[str]) -> None:
         self.name, self._removed = name, removed
-
-    def add(self, pids: Iterable[int]) -> None:
-        pass
-
-    def usage(self) -> Usage:
-        return Usage(memory_peak=0, cpu_seconds=0.0, oom_kills=0)
-
-    def pids(self) -> list[int]:
-        return []
-
-    def kill(self) -> None:
-        pass
 
     def remove(self) -> bool:
         self._removed.append(self.name)
