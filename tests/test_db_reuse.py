@@ -18,8 +18,10 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pytest
 
+from runner import databases
 from runner.database_guard import DatabaseGuard
 from runner.databases import DatabaseFactory, RunDatabase
+from runner.reuse import Baseline, Proof, Spare, prove
 
 from .conftest import LiveRunner
 
@@ -280,6 +282,42 @@ def test_a_login_begun_with_the_old_password_keeps_the_database_parked(live_runn
     first, during, after = live_runner.call(scenario())
     assert during != first
     assert after == first
+
+
+def test_a_login_that_ends_while_the_spare_is_proven_again_lets_the_run_reuse_it(
+    live_runner: LiveRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "Not yet" is proven again a few milliseconds later: a login ending meanwhile costs no clone."""
+    server = live_runner.runtime.server.admin
+    proofs: list[str] = []
+
+    async def scenario() -> tuple[str, str]:
+        async with reusing_factory(live_runner) as factory:
+            first = await factory.create()
+            login = await asyncio.to_thread(_begin_login, server.host, server.port, first.name)
+            try:
+                await factory.release(first.name)
+
+                async def prove_then_end_the_login(spare: Spare, baseline: Baseline) -> Proof:
+                    proof = await prove(spare, baseline)
+                    proofs.append(proof)
+                    if proof == "not yet" and len(proofs) == 1:
+                        login.close()  # the login ends after the first proof saw it under way
+                        async with factory.admin_connection() as conn:
+                            while await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE state = 'starting'"):
+                                await asyncio.sleep(0.01)  # polling: the server sends no event when a login ends
+                    return proof
+
+                monkeypatch.setattr(databases, "prove", prove_then_end_the_login)
+                second = await factory.create()
+                await factory.release(second.name)
+            finally:
+                login.close()
+            return first.name, second.name
+
+    first, second = live_runner.call(scenario())
+    assert proofs == ["not yet", "unchanged"]
+    assert second == first
 
 
 def _begin_login(host: str, port: int, role: str) -> socket.socket:
