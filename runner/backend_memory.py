@@ -241,6 +241,15 @@ class BackendGroup:
         """Everything charged to the group, page cache included."""
         return read_int(self.folder / ("memory.usage_in_bytes" if self.version == "v1" else "memory.current"))
 
+    def charged(self) -> int | None:
+        """The usage, or None when it cannot be read: what vouches for a database's size must not read 0."""
+        try:
+            return int(
+                (self.folder / ("memory.usage_in_bytes" if self.version == "v1" else "memory.current")).read_text()
+            )
+        except (OSError, ValueError):
+            return None
+
     def peak(self) -> int:
         """The highest usage so far, page cache included."""
         return read_int(self.folder / ("memory.max_usage_in_bytes" if self.version == "v1" else "memory.peak"))

@@ -62,12 +62,16 @@ class ListProbe:
 class FakeGroup:
     limit = 96 * MIB
 
-    def __init__(self, after: int) -> None:
+    def __init__(self, after: int, charges: list[int | None] | None = None) -> None:
         self.after, self.asked = after, 0
+        self.charges = charges or [None]
 
     def under_pressure(self) -> bool:
         self.asked += 1
         return self.asked > self.after
+
+    def charged(self) -> int | None:
+        return self.charges.pop(0) if len(self.charges) > 1 else self.charges[0]
 
 
 @pytest.mark.anyio
@@ -95,6 +99,55 @@ async def test_watch_looks_at_the_group_every_tenth_of_a_second_even_with_a_slow
     assert time.monotonic() - began < 0.9
 
 
+class LoggedProbe(ListProbe):
+    def __init__(self, sizes: list[int], log: list[str]) -> None:
+        super().__init__(sizes)
+        self.log = log
+
+    async def __call__(self) -> int:
+        self.log.append("list")
+        return await super().__call__()
+
+
+class LoggedGroup(FakeGroup):
+    def __init__(self, after: int, charges: list[int | None], log: list[str]) -> None:
+        super().__init__(after, charges)
+        self.log = log
+
+    def charged(self) -> int | None:
+        self.log.append("charge")
+        return super().charged()
+
+
+@pytest.mark.anyio
+async def test_the_folder_is_listed_once_while_the_groups_charge_keeps_it_within_the_quota() -> None:
+    log: list[str] = []
+    probe = LoggedProbe([10 * MIB], log)
+    breach = await watch(probe, 32 * MIB, LoggedGroup(after=6, charges=[5 * MIB], log=log))
+    assert breach.kind == "memory"
+    assert log[:2] == ["charge", "list"] and "list" not in log[2:], log  # 10 + 5 MiB fit in 32: no more listing
+    assert len(log) >= 3
+
+
+@pytest.mark.anyio
+async def test_the_folder_is_listed_again_once_the_groups_charge_could_take_it_past_the_quota() -> None:
+    log: list[str] = []
+    probe = LoggedProbe([10 * MIB, 40 * MIB], log)
+    charges: list[int | None] = [5 * MIB, 5 * MIB, 22 * MIB, 23 * MIB]
+    breach = await watch(probe, 32 * MIB, LoggedGroup(after=100, charges=charges, log=log))
+    assert (breach.kind, breach.size) == ("size", 40 * MIB)
+    # 10 + 5 and 10 + 22 fit in 32 MiB (skipped); 10 + 23 may not: listed, and it is 40
+    assert log == ["charge", "list", "charge", "charge", "charge", "list"]
+
+
+@pytest.mark.anyio
+async def test_a_group_whose_charge_cannot_be_read_vouches_for_nothing() -> None:
+    log: list[str] = []
+    probe = LoggedProbe([10 * MIB, 20 * MIB, 40 * MIB], log)
+    breach = await watch(probe, 32 * MIB, LoggedGroup(after=100, charges=[None], log=log))
+    assert breach.kind == "size" and log == ["charge", "list"] * 3
+
+
 def test_the_probe_measures_what_the_server_reports(live_runner: LiveRunner) -> None:
     factory = _factory(live_runner)
 
@@ -120,8 +173,11 @@ def test_the_probe_measures_what_the_server_reports(live_runner: LiveRunner) -> 
     assert abs(measured - reported) < max(reported // 20, 256 * 1024)
 
 
-def test_a_database_growing_past_its_quota_is_seen_within_a_poll(live_runner: LiveRunner) -> None:
-    """An unlogged table filled from the run's role; the watch returns, the backend is terminated."""
+@pytest.mark.parametrize("with_group", [False, True], ids=["listing every poll", "listing when the charge says"])
+def test_a_database_growing_past_its_quota_is_seen_within_a_poll(live_runner: LiveRunner, with_group: bool) -> None:
+    """An unlogged table filled from the run's role; the watch returns, the backend is terminated.
+
+    With the backends' group, as a sandbox watches, listings the group's charge rules out are skipped."""
     factory = _factory(live_runner)
     limit = 64 * MIB
 
@@ -140,7 +196,11 @@ def test_a_database_growing_past_its_quota_is_seen_within_a_poll(live_runner: Li
             await conn.execute("CREATE UNLOGGED TABLE big (x int, pad text)")
             loop = asyncio.get_running_loop()
             started = loop.time()
-            watching = asyncio.create_task(watch(probe, limit))
+            if with_group:
+                assert group is not None, "the cgroup layer is off: no backend group"
+                charged = group.charged()
+                assert charged is not None and initial + charged < limit  # so listings are skipped at first
+            watching = asyncio.create_task(watch(probe, limit, group if with_group else None))
 
             async def fill() -> None:
                 while True:
