@@ -519,9 +519,11 @@ class BackendMemory:
     async def release(self, group: BackendGroup, factory: Terminator | None) -> bool:
         """End the run's backends normally and remove the group; call before dropping the database.
 
-        True when every backend exited within RELEASE_TIMEOUT."""
+        True when every backend exited within RELEASE_TIMEOUT. An empty group spares the SQL: a
+        session of the run's role exists only once its backend has entered the group (else its login
+        failed), and none can leave it."""
         try:
-            if factory is not None:
+            if factory is not None and group.pids():
                 await factory.terminate_backends(group.database)
         except Exception as error:  # the server may be down or unreachable: signal them ourselves
             log.warning("could not terminate the backends of %s through SQL: %s", group.database, error)

@@ -377,9 +377,16 @@ def test_the_layer_is_missing_for_an_external_server_and_without_cgroups(live_ru
     assert layer is None and "external" in reason
     server = live_runner.runtime.server
     assert isinstance(server, EmbeddedCluster)
-    layer, reason = live_runner.call(BackendMemory.open(None, server, live_runner.runtime.template))
-    assert layer is None and "cgroup" in reason
-    assert not (server.data_dir / BACKEND_CGROUPS_FILE).exists()  # logins are left alone, not pointed nowhere
+    published = server.data_dir / BACKEND_CGROUPS_FILE
+    kept = (published.read_bytes(), published.stat()) if published.exists() else None
+    try:
+        layer, reason = live_runner.call(BackendMemory.open(None, server, live_runner.runtime.template))
+        assert layer is None and "cgroup" in reason
+        assert not published.exists()  # logins are left alone, not pointed nowhere
+    finally:  # the live runner's own layer goes on: every later test's backends must still join their groups
+        if kept is not None:
+            published.write_bytes(kept[0])
+            os.chown(published, kept[1].st_uid, kept[1].st_gid)
 
 
 def test_release_of_a_group_whose_backends_are_gone_is_quick(live_runner: LiveRunner, layer: BackendMemory) -> None:
@@ -400,6 +407,55 @@ def test_release_of_a_group_whose_backends_are_gone_is_quick(live_runner: LiveRu
     exited, seconds, left = live_runner.call(scenario())
     assert exited and not left
     assert seconds < 1.0, seconds
+
+
+class CountingTerminator:
+    """The factory's `terminate_backends`, counted."""
+
+    def __init__(self, factory: DatabaseFactory) -> None:
+        self.factory, self.calls = factory, 0
+
+    async def terminate_backends(self, name: str) -> int:
+        self.calls += 1
+        return await self.factory.terminate_backends(name)
+
+
+def test_release_asks_the_server_to_end_sessions_only_while_the_group_has_members(
+    live_runner: LiveRunner, layer: BackendMemory
+) -> None:
+    factory = _factory(live_runner)
+
+    async def release_with(open_session: bool) -> tuple[int, bool]:
+        db: RunDatabase = await factory.create()
+        group: BackendGroup = layer.create(db.name, SMALL)
+        try:
+            conn = await asyncpg.connect(**db.address.connect_kwargs())
+            if not open_session:
+                await conn.close()
+                for _ in range(500):
+                    if not group.pids():
+                        break
+                    await asyncio.sleep(0.01)  # polling: a backend's exit sends no event
+                else:
+                    raise AssertionError("the closed session's backend stayed in the group for 5 s")
+            counting = CountingTerminator(factory)
+            exited = await layer.release(group, counting)
+            if open_session:
+                assert conn.is_closed() or not await _still_answers(conn)
+            return counting.calls, exited
+        finally:
+            await factory.drop(db.name)
+
+    assert live_runner.call(release_with(open_session=True)) == (1, True)
+    assert live_runner.call(release_with(open_session=False)) == (0, True)
+
+
+async def _still_answers(conn: asyncpg.Connection) -> bool:
+    try:
+        await conn.fetchval("SELECT 1", timeout=5)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        return False
+    return True
 
 
 def test_the_groups_of_a_runner_that_is_gone_are_removed_by_the_next_one(tmp_path: Path) -> None:

@@ -142,3 +142,25 @@ def test_drop_refuses_names_that_are_not_this_runners(live_runner: LiveRunner, n
     assert live_runner.runtime.factory is not None
     with pytest.raises(ValueError):
         live_runner.call(live_runner.runtime.factory.drop(name))
+
+
+def test_an_admin_connection_goes_back_to_the_pool_without_a_statement(live_runner: LiveRunner) -> None:
+    """asyncpg's default reset costs the server a statement per release; the admin's own never need one."""
+    runtime = live_runner.runtime
+
+    async def scenario() -> str:
+        factory = DatabaseFactory(runtime.server.admin, runtime.template, "reset-test")  # a pool no refill shares
+        await factory.open()
+        try:
+            async with factory.admin_connection() as conn:
+                pid = conn.get_server_pid()
+                await conn.fetchval("SELECT 'the last statement before the release'")
+            watcher = await asyncpg.connect(**factory.admin.connect_kwargs())
+            try:
+                return str(await watcher.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", pid))
+            finally:
+                await watcher.close()
+        finally:
+            await factory.close()
+
+    assert live_runner.call(scenario()) == "SELECT 'the last statement before the release'"
