@@ -26,7 +26,7 @@ import asyncpg
 
 from .changes import end_sessions, read_catalog, rows_touched
 from .clone_space import OVERSHOOT_MARGIN, CloneSpace, CloneSpaceUsage
-from .db_quota import FolderProbe, SizeProbe, SqlProbe
+from .db_quota import FolderProbe, SizeProbe, SqlProbe, folder_size
 from .errors import PostgresUnavailable
 from .postgres import ServerAddress
 from .reuse import MINIMUM_SERVER_VERSION, Baseline, Spare, hand_over, open_inspector, prove, read_baseline
@@ -118,6 +118,8 @@ class DatabaseFactory:
         self.reuse = reuse
         """Whether a database its run provably left unchanged is used again (runner/reuse.py)."""
         self.baseline: Baseline | None = None
+        self.clone_size: int | None = None
+        """Bytes in the folder of a fresh in-memory clone: measured once, from the first."""
         """What a fresh clone's sequences and role read as: read from the first clone."""
         self._spares: deque[Spare] = deque()
         self._out: dict[str, tuple[RunDatabase, Spare | None]] = {}
@@ -221,6 +223,9 @@ class DatabaseFactory:
             if self.template_objects is None or (self.reuse and self.baseline is None):
                 await self._read_template(name)
             oid = await self._fetch_int("SELECT oid FROM pg_database WHERE datname = $1", name)
+            if in_memory and self.clone_size is None and (folder := self._folder(in_memory, oid)) is not None:
+                # once: every clone is the same copy (after `_read_template`'s login wrote its cache file)
+                self.clone_size = folder_size(folder) or None
         except BaseException:
             # the server may have done part of it even if the reply was lost: drop what may exist
             with contextlib.suppress(Exception):
@@ -351,15 +356,23 @@ class DatabaseFactory:
             return True
         return self.clone_space.try_reserve(name, self.size_limit + OVERSHOOT_MARGIN)
 
+    def _folder(self, in_memory: bool, oid: int) -> Path | None:
+        """The folder of database `oid`'s files, when the runner can read it (the embedded cluster)."""
+        if not oid:
+            return None
+        if in_memory and self._tablespace_dir is not None:
+            return self._tablespace_dir / str(oid)
+        if not in_memory and self.data_dir is not None:
+            return self.data_dir / "base" / str(oid)
+        return None
+
     def size_probe(self, database: RunDatabase) -> SizeProbe:
-        """How to measure `database` while its run executes: from its folder when readable, else by SQL."""
-        folder: Path | None = None
-        if database.in_memory and self._tablespace_dir is not None:
-            folder = self._tablespace_dir / str(database.oid)
-        elif not database.in_memory and self.data_dir is not None:
-            folder = self.data_dir / "base" / str(database.oid)
-        if folder is not None and database.oid:
-            return FolderProbe(folder)
+        """How to measure `database` while its run executes: from its folder when readable, else by SQL.
+
+        An in-memory database starts at the size of a fresh clone (runner/db_quota.py says why)."""
+        folder = self._folder(database.in_memory, database.oid)
+        if folder is not None:
+            return FolderProbe(folder, self.clone_size if database.in_memory else None)
 
         async def fetch() -> int:
             return await self._fetch_int("SELECT pg_database_size($1)", database.name)

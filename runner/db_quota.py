@@ -17,9 +17,12 @@ That charge also spares most listings (0.5 ms each, 324 files in a fresh clone).
 Every page the run's backends add to the folder after a listing began is charged
 to their group until it is freed, so the folder holds at most what the listing
 counted plus the group's usage now (one number, read anyway for the memory limit).
-While that sum is within the quota, the listing is skipped: an ordinary run lists
-its folder once, and a run that writes is listed every 0.1 s again once its
-group's usage could take the folder past its quota.
+While that sum is within the quota, the listing is skipped, and a run that writes
+is listed every 0.1 s again once its group's usage could take the folder past its
+quota. The first listing is spared too when the folder's size at the start is
+known: every fresh clone is the same copy of the template, measured once, and a
+parked database goes to the next run only when its run changed no row, which is
+what adding pages to a relation takes (runner/reuse.py), so it has not grown.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ def mib(size: int) -> str:
 class SizeProbe(Protocol):
     interval: float
     """Seconds between two calls that the probe's cost allows."""
+    start: int | None
+    """The database's size when its run begins, when known without measuring (None: unknown)."""
 
     async def __call__(self) -> int: ...
 
@@ -67,8 +72,9 @@ class FolderProbe:
 
     interval = FOLDER_INTERVAL
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, start: int | None = None) -> None:
         self.folder = folder
+        self.start = start
 
     async def __call__(self) -> int:
         return folder_size(self.folder)
@@ -78,6 +84,7 @@ class SqlProbe:
     """The size of a database as the server reports it (`pg_database_size`)."""
 
     interval = SQL_INTERVAL
+    start: int | None = None
 
     def __init__(self, fetch: Callable[[], Awaitable[int]]) -> None:
         self.fetch = fetch
@@ -118,6 +125,8 @@ async def watch(
     loop = asyncio.get_running_loop()
     size, next_probe = 0, loop.time() + probe.interval  # a database as cloned (or proven unchanged) fits
     measured = False
+    if group is not None and probe.start is not None:
+        size, measured = probe.start, True  # the charge bound holds from the run's first page on
     while True:
         if loop.time() >= next_probe:
             next_probe = loop.time() + probe.interval

@@ -50,9 +50,10 @@ class ListProbe:
 
     interval = 0.1
 
-    def __init__(self, sizes: list[int]) -> None:
+    def __init__(self, sizes: list[int], start: int | None = None) -> None:
         self.sizes = sizes
         self.calls = 0
+        self.start = start
 
     async def __call__(self) -> int:
         self.calls += 1
@@ -100,8 +101,8 @@ async def test_watch_looks_at_the_group_every_tenth_of_a_second_even_with_a_slow
 
 
 class LoggedProbe(ListProbe):
-    def __init__(self, sizes: list[int], log: list[str]) -> None:
-        super().__init__(sizes)
+    def __init__(self, sizes: list[int], log: list[str], start: int | None = None) -> None:
+        super().__init__(sizes, start)
         self.log = log
 
     async def __call__(self) -> int:
@@ -141,11 +142,46 @@ async def test_the_folder_is_listed_again_once_the_groups_charge_could_take_it_p
 
 
 @pytest.mark.anyio
+async def test_a_folder_whose_starting_size_is_known_is_not_listed_until_the_charge_could_pass_the_quota() -> None:
+    log: list[str] = []
+    probe = LoggedProbe([40 * MIB], log, start=10 * MIB)
+    charges: list[int | None] = [5 * MIB, 5 * MIB, 23 * MIB]
+    breach = await watch(probe, 32 * MIB, LoggedGroup(after=100, charges=charges, log=log))
+    assert (breach.kind, breach.size) == ("size", 40 * MIB)
+    assert log == ["charge", "charge", "charge", "list"]
+
+
+@pytest.mark.anyio
+async def test_a_known_starting_size_without_a_group_is_listed_as_usual() -> None:
+    probe = ListProbe([10 * MIB, 40 * MIB], start=10 * MIB)
+    breach = await watch(probe, 32 * MIB)
+    assert (breach.kind, probe.calls) == ("size", 2)
+
+
+@pytest.mark.anyio
 async def test_a_group_whose_charge_cannot_be_read_vouches_for_nothing() -> None:
     log: list[str] = []
     probe = LoggedProbe([10 * MIB, 20 * MIB, 40 * MIB], log)
     breach = await watch(probe, 32 * MIB, LoggedGroup(after=100, charges=[None], log=log))
     assert breach.kind == "size" and log == ["charge", "list"] * 3
+
+
+def test_an_in_memory_database_starts_at_the_size_of_a_fresh_clone_measured_once(live_runner: LiveRunner) -> None:
+    """What the watch takes as a run's starting size is never below what a fresh clone's folder holds."""
+    factory = _factory(live_runner)
+
+    async def scenario() -> tuple[int | None, int]:
+        db = await factory.create()
+        try:
+            probe = factory.size_probe(db)
+            assert isinstance(probe, FolderProbe) and db.in_memory
+            return probe.start, folder_size(probe.folder)
+        finally:
+            await factory.drop(db.name)
+
+    start, listed = live_runner.call(scenario())
+    assert start is not None and start == factory.clone_size
+    assert listed <= start
 
 
 def test_the_probe_measures_what_the_server_reports(live_runner: LiveRunner) -> None:
