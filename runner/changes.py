@@ -15,6 +15,7 @@ fresh clone (`read_catalog`, called by the factory). A database used again
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from typing import TYPE_CHECKING
 
@@ -135,18 +136,20 @@ async def read_catalog(conn: asyncpg.Connection) -> frozenset[str]:
     return frozenset(r[0] for r in await conn.fetch(CATALOG_SQL) if r[0])
 
 
-async def end_sessions(conn: asyncpg.Connection, database: str, keep: int | None = None) -> None:
+async def end_sessions(conn: asyncpg.Connection, database: str, keep: int | None = None) -> datetime.datetime:
     """End every session on the run's database, or of its role (named after it), and wait until each has
-    exited (and so published its statistics).
+    exited (and so published its statistics). Returns when the server began the statement: later than
+    whatever the connection ran before it (runner/databases.py times a password change with it).
 
     `keep`: the admin's inspector session in a reused database (runner/reuse.py)."""
-    await conn.execute(
-        "SELECT pg_terminate_backend(pid, $2) FROM pg_stat_activity "
-        "WHERE (datname = $1 OR usename = $1) AND pid <> pg_backend_pid() AND pid IS DISTINCT FROM $3",
+    began: datetime.datetime = await conn.fetchval(
+        "SELECT statement_timestamp() FROM (SELECT count(pg_terminate_backend(pid, $2)) FROM pg_stat_activity "
+        "WHERE (datname = $1 OR usename = $1) AND pid <> pg_backend_pid() AND pid IS DISTINCT FROM $3) ended",
         database,
         END_SESSIONS_TIMEOUT_MS,
         keep,
     )
+    return began
 
 
 async def rows_touched(conn: asyncpg.Connection, database: str) -> int:

@@ -273,9 +273,8 @@ class DatabaseFactory:
         try:
             proof = await prove(spare, self.baseline)
             if proof == "unchanged":
-                password = secrets.token_urlsafe(18)
-                spare.stats_reset = await hand_over(spare, password, self._role_options)
-                address = self.admin.as_role(spare.name, password, spare.name)
+                spare.stats_reset = await hand_over(spare)
+                address = self.admin.as_role(spare.name, spare.password, spare.name)
                 database = RunDatabase(spare.name, address, spare.oid, spare.in_memory)
                 self._out[spare.name] = (database, spare)
                 self.reuses["reused"] += 1
@@ -314,17 +313,17 @@ class DatabaseFactory:
         """Change the password, end the sessions, and keep the database only if no write was counted."""
         assert self._pool is not None
         name = database.name
+        password = secrets.token_urlsafe(18)  # the next run's: nobody knows it before its hand-over
         async with self._pool.acquire() as conn:
-            await conn.execute(f"{self._role_options}ALTER ROLE {name} PASSWORD '{secrets.token_urlsafe(18)}'")
-            retired_at = await conn.fetchval("SELECT clock_timestamp()")
-            await end_sessions(conn, name, spare.inspector.get_server_pid() if spare is not None else None)
+            await conn.execute(f"{self._role_options}ALTER ROLE {name} PASSWORD '{password}'")
+            retired_at = await end_sessions(conn, name, spare.inspector.get_server_pid() if spare else None)
             touched = await rows_touched(conn, name)
         if touched:
             return None
         if spare is None:
             inspector = await open_inspector(self.admin, name)
-            spare = Spare(name, database.oid, database.in_memory, inspector, retired_at)
-        spare.retired_at = retired_at
+            spare = Spare(name, database.oid, database.in_memory, inspector, retired_at, password)
+        spare.retired_at, spare.password = retired_at, password
         return spare
 
     async def _discard(self, spare: Spare) -> None:

@@ -27,9 +27,10 @@ superuser session kept in it (its inspector) proves, in one query, that:
   forgets what it handed out when it reconnects).
 
 Anything else, or any error, and the database is dropped; a new clone takes its
-place. The role's password changes twice: when the run ends (whoever had it cannot
-come back) and when the next run gets the database. The activity statistics
-(scans, commits) are reset for the next run, so it sees only its own.
+place. The role's password changes when the run ends (whoever had it cannot come
+back), to the next run's, which only the runner knows until it hands the database
+over. The activity statistics (scans, commits) are reset for the next run, so it
+sees only its own.
 
 Not compared, because no query's answer depends on them: hint bits, the
 visibility map, the lock marks `SELECT ... FOR UPDATE` leaves in a row's hidden
@@ -141,6 +142,8 @@ class Spare:
     inspector: asyncpg.Connection
     retired_at: datetime.datetime
     """The server's clock just after the password changed: logins begun before may still use the old one."""
+    password: str
+    """The next run's password, set when the database was retired: the runner's secret until the hand-over."""
     stats_reset: datetime.datetime | None = None
     """When the runner last reset the database's statistics (None: never, a fresh clone)."""
 
@@ -184,13 +187,15 @@ async def open_inspector(admin: ServerAddress, database: str) -> asyncpg.Connect
     )
 
 
-async def hand_over(spare: Spare, password: str, role_options: str) -> datetime.datetime | None:
-    """Give the role its next run's password and zero the database's activity statistics; their reset time."""
-    await spare.inspector.execute(
-        f"{role_options}ALTER ROLE {spare.name} PASSWORD '{password}';SELECT pg_catalog.pg_stat_reset()",
-        timeout=TIMEOUT,
-    )
+async def hand_over(spare: Spare) -> datetime.datetime | None:
+    """Zero the database's activity statistics for the next run, in one round trip; their reset time.
+
+    The reset runs in a materialized CTE, so it is done before the reset time is read (live:
+    the inspector's statistics are not cached)."""
     reset: datetime.datetime | None = await spare.inspector.fetchval(
-        "SELECT stats_reset FROM pg_catalog.pg_stat_database WHERE datname = $1", spare.name, timeout=TIMEOUT
+        "WITH reset AS MATERIALIZED (SELECT pg_catalog.pg_stat_reset()) "
+        "SELECT pg_catalog.pg_stat_get_db_stat_reset_time($1) FROM reset",
+        spare.oid,
+        timeout=TIMEOUT,
     )
     return reset
