@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -136,28 +137,37 @@ async def read_catalog(conn: asyncpg.Connection) -> frozenset[str]:
     return frozenset(r[0] for r in await conn.fetch(CATALOG_SQL) if r[0])
 
 
-async def end_sessions(conn: asyncpg.Connection, database: str, keep: int | None = None) -> datetime.datetime:
-    """End every session on the run's database, or of its role (named after it), and wait until each has
-    exited (and so published its statistics). Returns when the server began the statement: later than
-    whatever the connection ran before it (runner/databases.py times a password change with it).
-
-    `keep`: the admin's inspector session in a reused database (runner/reuse.py)."""
-    began: datetime.datetime = await conn.fetchval(
-        "SELECT statement_timestamp() FROM (SELECT count(pg_terminate_backend(pid, $2)) FROM pg_stat_activity "
-        "WHERE (datname = $1 OR usename = $1) AND pid <> pg_backend_pid() AND pid IS DISTINCT FROM $3) ended",
-        database,
-        END_SESSIONS_TIMEOUT_MS,
-        keep,
-    )
-    return began
+END_SESSIONS_SQL = """
+WITH ended AS MATERIALIZED (
+    SELECT count(pg_catalog.pg_terminate_backend(pid, $2)) FROM pg_catalog.pg_stat_activity
+     WHERE (datname = $1 OR usename = $1) AND pid <> pg_catalog.pg_backend_pid() AND pid IS DISTINCT FROM $3
+)
+SELECT pg_catalog.statement_timestamp() AS began,
+       (SELECT d.tup_inserted + d.tup_updated + d.tup_deleted
+          FROM pg_catalog.pg_stat_database d WHERE d.datname = $1) AS touched
+  FROM ended
+"""
+"""The sessions end first (the CTE is materialized, and its one row is an aggregate over every
+termination); the statistics, read after, then hold what each ended backend published as it exited."""
 
 
-async def rows_touched(conn: asyncpg.Connection, database: str) -> int:
+@dataclass(frozen=True)
+class Ended:
+    began: datetime.datetime
+    """When the server began the statement: later than whatever the connection ran before it."""
+    rows_touched: int
     """Rows inserted, updated or deleted in the database, system catalogs (so DDL) included, committed or not."""
-    touched = await conn.fetchval(
-        "SELECT tup_inserted + tup_updated + tup_deleted FROM pg_stat_database WHERE datname = $1", database
-    )
-    return int(touched or 0)
+
+
+async def end_sessions(conn: asyncpg.Connection, database: str, keep: int | None = None) -> Ended:
+    """End every session on the run's database, or of its role (named after it), wait until each has
+    exited (and so published its statistics), then count the rows the database saw touched: one round trip.
+
+    `conn` reads statistics live (`stats_fetch_consistency = none`: the admin pool's setting).
+    `keep`: the admin's inspector session in a reused database (runner/reuse.py)."""
+    row = await conn.fetchrow(END_SESSIONS_SQL, database, END_SESSIONS_TIMEOUT_MS, keep)
+    assert row is not None  # an aggregate always has its row
+    return Ended(row["began"], int(row["touched"] or 0))
 
 
 async def measure(admin: ServerAddress, database: str, before: frozenset[str]) -> DatabaseChanges:
@@ -201,8 +211,8 @@ def compare(before: frozenset[str], after: frozenset[str]) -> dict[str, list[str
 
 async def _after_run(factory: DatabaseFactory, database: str, before: frozenset[str], *, full: bool) -> DatabaseChanges:
     async with factory.admin_connection() as conn:
-        await end_sessions(conn, database, factory.inspector_pid(database))
-        if not full and not await rows_touched(conn, database):
+        ended = await end_sessions(conn, database, factory.inspector_pid(database))
+        if not full and not ended.rows_touched:
             return DatabaseChanges()  # the common case: nothing written, no connection to the run's database needed
     return await measure(factory.admin, database, before)
 

@@ -24,7 +24,7 @@ from typing import Literal
 
 import asyncpg
 
-from .changes import end_sessions, read_catalog, rows_touched
+from .changes import end_sessions, read_catalog
 from .clone_space import OVERSHOOT_MARGIN, CloneSpace, CloneSpaceUsage
 from .db_quota import FolderProbe, SizeProbe, SqlProbe, folder_size
 from .errors import PostgresUnavailable
@@ -134,7 +134,8 @@ class DatabaseFactory:
             **self.admin.connect_kwargs(),
             min_size=1,
             max_size=4,
-            server_settings={"synchronous_commit": "on"},
+            # statistics read live: `end_sessions` counts rows right after the sessions that wrote them ended
+            server_settings={"synchronous_commit": "on", "stats_fetch_consistency": "none"},
             reset=_keep_session,
         )
         async with self._pool.acquire() as conn:
@@ -316,10 +317,10 @@ class DatabaseFactory:
         password = secrets.token_urlsafe(18)  # the next run's: nobody knows it before its hand-over
         async with self._pool.acquire() as conn:
             await conn.execute(f"{self._role_options}ALTER ROLE {name} PASSWORD '{password}'")
-            retired_at = await end_sessions(conn, name, spare.inspector.get_server_pid() if spare else None)
-            touched = await rows_touched(conn, name)
-        if touched:
+            ended = await end_sessions(conn, name, spare.inspector.get_server_pid() if spare else None)
+        if ended.rows_touched:
             return None
+        retired_at = ended.began
         if spare is None:
             inspector = await open_inspector(self.admin, name)
             spare = Spare(name, database.oid, database.in_memory, inspector, retired_at, password)

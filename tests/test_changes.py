@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import pytest
 
-from runner.changes import DatabaseChanges, committed
+from runner.changes import DatabaseChanges, committed, end_sessions
+from runner.databases import DatabaseFactory
 
 from .conftest import LiveRunner
 
@@ -100,3 +102,41 @@ def test_the_summary_schema_describes_the_changes(live_runner: LiveRunner) -> No
         "$ref": "#/components/schemas/DatabaseChanges"
     }
     assert set(schemas["TableChange"]["properties"]) == {"table", "inserted", "updated", "deleted", "rolled_back"}
+
+
+def test_ending_the_sessions_counts_the_rows_they_had_not_yet_published(live_runner: LiveRunner) -> None:
+    """One statement ends the run's sessions, then counts rows: an open session's writes are still unpublished
+    (a backend publishes its counts at most once a second, and at its exit), so a count read first reads 0."""
+    factory = live_runner.runtime.factory
+    assert isinstance(factory, DatabaseFactory)
+    runtime = live_runner.runtime
+
+    async def scenario() -> tuple[int, int, bool]:
+        database = await factory.create()
+        guard = runtime.pool.env.guard if runtime.pool is not None else None
+        group = await guard.attach(database) if guard is not None else None
+        try:
+            conn = await asyncpg.connect(**database.address.connect_kwargs())
+            await conn.execute("INSERT INTO brand (brand_id, brand_name) VALUES (100000, 'unpublished')")
+            async with factory.admin_connection() as admin:
+                before = await admin.fetchval(
+                    "SELECT tup_inserted FROM pg_stat_database WHERE datname = $1", database.name
+                )
+                ended = await end_sessions(admin, database.name)
+            return int(before or 0), ended.rows_touched, conn.is_closed() or not await _answers(conn)
+        finally:
+            if group is not None and guard is not None:
+                await guard.release(group)
+            await factory.drop(database.name)
+
+    before, touched, ended = live_runner.call(scenario())
+    assert ended
+    assert before == 0 and touched >= 1
+
+
+async def _answers(conn: asyncpg.Connection) -> bool:
+    try:
+        await conn.fetchval("SELECT 1", timeout=5)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        return False
+    return True
