@@ -105,22 +105,24 @@ def _procs(folders: Iterable[Path]) -> list[int]:
     return sorted(found)
 
 
-def _kill_until_empty(folders: list[Path]) -> None:
+def _kill_until_empty(folders: list[Path]) -> bool:
     """SIGKILL every member; pass again while new members appear (forks between two passes).
 
     A killed process stays listed until it is reaped: it is not killed twice, and once a pass
-    finds nobody new the group can only shrink.
+    finds nobody new the group can only shrink. True when a pass found nobody listed at all.
     """
     killed: set[int] = set()
     for _ in range(100):
-        members = [pid for pid in _procs(folders) if pid not in killed]
+        listed = _procs(folders)
+        members = [pid for pid in listed if pid not in killed]
         if not members:
-            return
+            return not listed
         for pid in members:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         killed.update(members)
     log.warning("processes still appearing in %s after 100 kill passes", folders[0])
+    return False
 
 
 def remove_group_folder(folder: Path, timeout: float = 2.0) -> bool:
@@ -252,8 +254,12 @@ class V1Group:
     def __init__(self, name: str, folders: dict[str, Path]) -> None:
         self.name = name
         self.folders = folders
+        self._emptied = False
+        """Once killed and found empty, a group stays so: nobody is left to fork into it, and only
+        the runner adds members (before the run). A sandbox asks for its kill three or four times."""
 
     def add(self, pids: Iterable[int]) -> None:
+        self._emptied = False
         for pid in pids:
             for folder in self.folders.values():
                 with contextlib.suppress(ProcessLookupError):
@@ -269,7 +275,8 @@ class V1Group:
         return _procs(self.folders.values())
 
     def kill(self) -> None:
-        _kill_until_empty(list(self.folders.values()))
+        if not self._emptied:
+            self._emptied = _kill_until_empty(list(dict.fromkeys(self.folders.values())))
 
     def remove(self) -> bool:
         self.kill()

@@ -6,11 +6,16 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from bench.processes import free_port
+from runner import cgroups
+from runner.cgroups import CgroupLimits
 from runner.forkserver import ForkLauncher
 from runner.isolation import BubblewrapLauncher, Launcher, PlainLauncher
 from runner.settings import REPO_ROOT
@@ -140,3 +145,35 @@ def serve_public(settings: dict[str, str]) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def test_a_run_group_found_empty_is_not_read_again_until_someone_is_added(live_runner: LiveRunner) -> None:
+    """A sandbox asks for its group's kill several times; once it is empty, later asks read nothing,
+    and a member added afterwards is still killed."""
+    pool = live_runner.runtime.pool
+    driver = pool.env.cgroups if pool is not None else None
+    if driver is None or driver.version != "v1":
+        pytest.skip("the v1 cgroup layer is not in force")
+    group = driver.create(f"run-test-{os.getpid()}", CgroupLimits())
+    reads: list[str] = []
+    original = cgroups._procs
+
+    def counted(folders: Iterable[Path]) -> list[int]:
+        reads.append("read")
+        return original(folders)
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(cgroups, "_procs", counted)
+            for round_ in range(2):
+                sleeper = subprocess.Popen(["sleep", "60"])
+                group.add([sleeper.pid])
+                group.kill()
+                assert sleeper.wait(timeout=10) == -9, f"round {round_}: the member was not killed"
+                group.kill()  # reaped now: found empty
+                emptied_after = len(reads)
+                group.kill()
+                group.kill()
+                assert len(reads) == emptied_after, f"round {round_}: an emptied group was read again"
+    finally:
+        assert group.remove()
