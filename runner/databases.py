@@ -59,11 +59,11 @@ ROLE_DEFAULTS = {
 }
 DEFAULT_SIZE_LIMIT = 256 * 1024 * 1024
 MAX_SPARES = 8
+"""Unchanged databases kept parked for the next runs at most (each holds its clone-space reservation)."""
 NOT_YET_WAITS = (0.002, 0.004, 0.008, 0.016)
 """Seconds between proofs of a spare a login under way holds back: a login lasts milliseconds, and a
 proof costs 0.2 ms of server CPU where a clone and its later drop cost about 20 ms. About a clone's
 wall time in all; a login stalled longer (at most `authentication_timeout`) gets the run a clone."""
-"""Unchanged databases kept parked for the next runs at most (each holds its clone-space reservation)."""
 
 
 @dataclass(frozen=True)
@@ -118,9 +118,9 @@ class DatabaseFactory:
         self.reuse = reuse
         """Whether a database its run provably left unchanged is used again (runner/reuse.py)."""
         self.baseline: Baseline | None = None
+        """What a fresh clone's sequences and role read as: read from the first clone."""
         self.clone_size: int | None = None
         """Bytes in the folder of a fresh in-memory clone: measured once, from the first."""
-        """What a fresh clone's sequences and role read as: read from the first clone."""
         self._spares: deque[Spare] = deque()
         self._out: dict[str, tuple[RunDatabase, Spare | None]] = {}
         """Databases handed out and not yet released, with their spare record (None for a fresh clone)."""

@@ -178,7 +178,7 @@ class Settings:
     db_size_limit: int = _setting(
         "WORKSHOP_DB_SIZE_LIMIT",
         256 * 1024 * 1024,
-        "Bytes a run's database may hold (the seeded data included); measured every 0.1 s on the embedded "
+        "Bytes a run's database may hold (the seeded data included); watched every 0.1 s on the embedded "
         "cluster (every second on an external server), and the run is stopped when it grows past.",
     )
     db_memory_limit: int = _setting(
