@@ -24,7 +24,7 @@ from typing import Literal
 
 import asyncpg
 
-from .changes import end_sessions, read_catalog
+from .changes import Ended, end_sessions, read_catalog
 from .clone_space import OVERSHOOT_MARGIN, CloneSpace, CloneSpaceUsage
 from .db_quota import FolderProbe, SizeProbe, SqlProbe, folder_size
 from .errors import PostgresUnavailable
@@ -123,6 +123,8 @@ class DatabaseFactory:
         """Bytes in the folder of a fresh in-memory clone: measured once, from the first."""
         self._spares: deque[Spare] = deque()
         self._out: dict[str, tuple[RunDatabase, Spare | None]] = {}
+        self._retired: dict[str, tuple[Ended, str]] = {}
+        """Runs retired by `end_run`: their end (sessions ended, rows counted) and the next run's password."""
         """Databases handed out and not yet released, with their spare record (None for a fresh clone)."""
         self.reuses = {"reused": 0, "cloned": 0, "changed": 0}
         """Counts for /metrics: databases given out again, cloned, and dropped after a run changed them."""
@@ -153,6 +155,7 @@ class DatabaseFactory:
         counts writes with, so whatever a run wrote before it would read as nothing.
         """
         await self.drop_parked()
+        self._retired.clear()
         handed_out, self._out = self._out, {}
         for _, spare in handed_out.values():
             if spare is not None:
@@ -289,8 +292,25 @@ class DatabaseFactory:
         await self._discard(spare)
         return "dropped"
 
+    async def end_run(self, name: str, *, final: bool) -> Ended:
+        """End the run's sessions and count the rows its database saw touched, in one statement.
+
+        `final`: nothing will log in as the run's role again (no exercise check follows), so a
+        database that may be parked is retired here, its password changed first, and its release
+        has nothing left to ask the server."""
+        retiring = final and self.reuse and name in self._out and len(self._spares) < MAX_SPARES
+        password = secrets.token_urlsafe(18) if retiring else None
+        async with self.admin_connection() as conn:
+            if password is not None:
+                await conn.execute(f"{self._role_options}ALTER ROLE {name} PASSWORD '{password}'")
+            ended = await end_sessions(conn, name, self.inspector_pid(name))
+        if password is not None:
+            self._retired[name] = (ended, password)
+        return ended
+
     async def release(self, name: str) -> None:
         """The run is over: park its database for the next run when nothing counted a write, else drop it."""
+        retired = self._retired.pop(name, None)
         if not self.reuse or name not in self._out:
             await self.drop(name)
             return
@@ -298,7 +318,7 @@ class DatabaseFactory:
         parked = None
         if len(self._spares) < MAX_SPARES and self._pool is not None:
             try:
-                parked = await finish_uncancelled(self._retire(database, spare))
+                parked = await finish_uncancelled(self._retire(database, spare, retired))
             except Exception as error:
                 log.info("not using %s again: %s", name, error)
         if parked is None:
@@ -310,14 +330,22 @@ class DatabaseFactory:
             return
         self._spares.append(parked)
 
-    async def _retire(self, database: RunDatabase, spare: Spare | None) -> Spare | None:
-        """Change the password, end the sessions, and keep the database only if no write was counted."""
+    async def _retire(
+        self, database: RunDatabase, spare: Spare | None, retired: tuple[Ended, str] | None
+    ) -> Spare | None:
+        """Change the password, end the sessions, and keep the database only if no write was counted.
+
+        `retired`: what `end_run` did already. A login under way then may have finished since, and
+        written: the proof before the next use finds its session or its rows."""
         assert self._pool is not None
         name = database.name
-        password = secrets.token_urlsafe(18)  # the next run's: nobody knows it before its hand-over
-        async with self._pool.acquire() as conn:
-            await conn.execute(f"{self._role_options}ALTER ROLE {name} PASSWORD '{password}'")
-            ended = await end_sessions(conn, name, spare.inspector.get_server_pid() if spare else None)
+        if retired is not None:
+            ended, password = retired
+        else:
+            password = secrets.token_urlsafe(18)  # the next run's: nobody knows it before its hand-over
+            async with self._pool.acquire() as conn:
+                await conn.execute(f"{self._role_options}ALTER ROLE {name} PASSWORD '{password}'")
+                ended = await end_sessions(conn, name, spare.inspector.get_server_pid() if spare else None)
         if ended.rows_touched:
             return None
         retired_at = ended.began
@@ -406,6 +434,7 @@ class DatabaseFactory:
         if not name.startswith(self.prefix):
             raise ValueError(f"refusing to drop {name}: not a run database of this runner")
         _, spare = self._out.pop(name, (None, None))
+        self._retired.pop(name, None)
         if spare is not None:
             with contextlib.suppress(Exception):
                 await spare.inspector.close(timeout=2)

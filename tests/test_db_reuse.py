@@ -14,6 +14,7 @@ import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import pytest
@@ -346,3 +347,64 @@ def test_a_database_handed_out_before_a_server_restart_is_never_used_again(live_
     first, second, existing = live_runner.call(scenario())
     assert second != first
     assert first not in existing, "the database of before the restart was not dropped"
+
+
+async def _login_refused(database: RunDatabase) -> bool:
+    try:
+        conn = await asyncpg.connect(**database.address.connect_kwargs(), timeout=10)
+    except asyncpg.InvalidPasswordError:
+        return True
+    await conn.close()
+    return False
+
+
+@pytest.mark.parametrize("final", [True, False], ids=["a sample's run", "an exercise's run"])
+def test_a_run_ended_for_good_is_retired_at_once_and_its_release_asks_nothing_more(
+    live_runner: LiveRunner, monkeypatch: pytest.MonkeyPatch, final: bool
+) -> None:
+    """`end_run` of a run nothing logs in for again changes the password there and then; an exercise's
+    check still logs in as the role, so its run keeps the password until the release."""
+    ended_at_release: list[str] = []
+
+    async def scenario() -> tuple[int, bool, str, str]:
+        async with reusing_factory(live_runner) as factory:
+            first = await factory.create()
+            async with as_the_run(live_runner, factory, first) as conn:
+                await brand_count(conn)
+                ended = await factory.end_run(first.name, final=final)
+                refused = await _login_refused(first)
+            original = databases.end_sessions
+
+            async def counted(*args: Any, **kwargs: Any) -> Any:
+                ended_at_release.append("end_sessions")
+                return await original(*args, **kwargs)
+
+            monkeypatch.setattr(databases, "end_sessions", counted)
+            await release_settled(factory, first.name)
+            monkeypatch.setattr(databases, "end_sessions", original)
+            second = await factory.create()
+            await factory.release(second.name)
+            return ended.rows_touched, refused, first.name, second.name
+
+    touched, refused, first, second = live_runner.call(scenario())
+    assert touched == 0
+    assert refused is final
+    assert ended_at_release == ([] if final else ["end_sessions"])
+    assert second == first
+
+
+def test_a_run_ended_for_good_that_wrote_is_dropped_at_its_release(live_runner: LiveRunner) -> None:
+    async def scenario() -> tuple[int, str, str]:
+        async with reusing_factory(live_runner) as factory:
+            first = await factory.create()
+            async with as_the_run(live_runner, factory, first) as conn:
+                await conn.execute("INSERT INTO brand (brand_id, brand_name) VALUES (100001, 'written')")
+                ended = await factory.end_run(first.name, final=True)
+            await release_settled(factory, first.name)
+            second = await factory.create()
+            await factory.release(second.name)
+            return ended.rows_touched, first.name, second.name
+
+    touched, first, second = live_runner.call(scenario())
+    assert touched >= 1
+    assert second != first
