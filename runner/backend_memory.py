@@ -237,18 +237,15 @@ class BackendGroup:
             return stat.get("total_rss", stat.get("rss", 0)) + stat.get("total_shmem", stat.get("shmem", 0))
         return stat.get("anon", 0) + stat.get("shmem", 0)
 
-    @property
-    def _usage_file(self) -> Path:
-        return self.folder / ("memory.usage_in_bytes" if self.version == "v1" else "memory.current")
-
     def usage(self) -> int:
-        """Everything charged to the group, page cache included."""
-        return read_int(self._usage_file)
+        """Everything charged to the group, page cache included (0 when it cannot be read)."""
+        return self.charged() or 0
 
     def charged(self) -> int | None:
         """The usage, or None when it cannot be read: what vouches for a database's size must not read 0."""
         try:
-            return int(self._usage_file.read_text())
+            usage = self.folder / ("memory.usage_in_bytes" if self.version == "v1" else "memory.current")
+            return int(usage.read_text())
         except (OSError, ValueError):
             return None
 

@@ -299,14 +299,20 @@ class DatabaseFactory:
         database that may be parked is retired here, its password changed first, and its release
         has nothing left to ask the server."""
         retiring = final and self.reuse and name in self._out and len(self._spares) < MAX_SPARES
-        password = secrets.token_urlsafe(18) if retiring else None
-        async with self.admin_connection() as conn:
-            if password is not None:
-                await conn.execute(f"{self._role_options}ALTER ROLE {name} PASSWORD '{password}'")
-            ended = await end_sessions(conn, name, self.inspector_pid(name))
+        ended, password = await self._end_sessions(name, self.inspector_pid(name), retire=retiring)
         if password is not None:
             self._retired[name] = (ended, password)
         return ended
+
+    async def _end_sessions(self, name: str, keep: int | None, *, retire: bool) -> tuple[Ended, str | None]:
+        """End the run's sessions and count its rows; with `retire`, first change the role's password to
+        the next run's (nobody knows it before its hand-over), returned with the end."""
+        password = secrets.token_urlsafe(18) if retire else None
+        async with self.admin_connection() as conn:
+            if password is not None:
+                await conn.execute(f"{self._role_options}ALTER ROLE {name} PASSWORD '{password}'")
+            ended = await end_sessions(conn, name, keep)
+        return ended, password
 
     async def release(self, name: str) -> None:
         """The run is over: park its database for the next run when nothing counted a write, else drop it."""
@@ -337,15 +343,14 @@ class DatabaseFactory:
 
         `retired`: what `end_run` did already. A login under way then may have finished since, and
         written: the proof before the next use finds its session or its rows."""
-        assert self._pool is not None
         name = database.name
-        if retired is not None:
-            ended, password = retired
-        else:
-            password = secrets.token_urlsafe(18)  # the next run's: nobody knows it before its hand-over
-            async with self._pool.acquire() as conn:
-                await conn.execute(f"{self._role_options}ALTER ROLE {name} PASSWORD '{password}'")
-                ended = await end_sessions(conn, name, spare.inspector.get_server_pid() if spare else None)
+        if retired is None:
+            ended, new_password = await self._end_sessions(
+                name, spare.inspector.get_server_pid() if spare else None, retire=True
+            )
+            assert new_password is not None
+            retired = ended, new_password
+        ended, password = retired
         if ended.rows_touched:
             return None
         retired_at = ended.began

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -174,6 +175,17 @@ def live_runner() -> Iterator[LiveRunner]:
     yield LiveRunner(f"http://127.0.0.1:{port}", app.state.runtime, holder["loop"], settings)
     server.should_exit = True
     thread.join(30)
+
+
+async def session_ended(conn: asyncpg.Connection) -> bool:
+    """Whether the server ended `conn`'s session: it is closed, or it no longer answers."""
+    if conn.is_closed():
+        return True
+    try:
+        await conn.fetchval("SELECT 1", timeout=5)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        return True
+    return False
 
 
 def output_text(summary: dict[str, Any]) -> str:

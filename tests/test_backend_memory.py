@@ -24,7 +24,7 @@ from runner.databases import DatabaseFactory, RunDatabase
 from runner.postgres import BACKEND_CGROUPS_FILE, EmbeddedCluster
 from runner.template import load_setup_module, seed_fingerprint
 
-from .conftest import LiveRunner
+from .conftest import LiveRunner, session_ended
 
 MIB = 1024 * 1024
 SMALL = 64 * MIB
@@ -441,21 +441,13 @@ def test_release_asks_the_server_to_end_sessions_only_while_the_group_has_member
             counting = CountingTerminator(factory)
             exited = await layer.release(group, counting)
             if open_session:
-                assert conn.is_closed() or not await _still_answers(conn)
+                assert await session_ended(conn)
             return counting.calls, exited
         finally:
             await factory.drop(db.name)
 
     assert live_runner.call(release_with(open_session=True)) == (1, True)
     assert live_runner.call(release_with(open_session=False)) == (0, True)
-
-
-async def _still_answers(conn: asyncpg.Connection) -> bool:
-    try:
-        await conn.fetchval("SELECT 1", timeout=5)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-        return False
-    return True
 
 
 def test_the_groups_of_a_runner_that_is_gone_are_removed_by_the_next_one(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from runner.changes import DatabaseChanges, committed, end_sessions
 from runner.databases import DatabaseFactory
 
-from .conftest import LiveRunner
+from .conftest import LiveRunner, session_ended
 
 CONNECT = (
     "import asyncpg\nconn = await asyncpg.connect(host='127.0.0.1', port=5432, user='postgres', password='password')\n"
@@ -123,7 +123,7 @@ def test_ending_the_sessions_counts_the_rows_they_had_not_yet_published(live_run
                     "SELECT tup_inserted FROM pg_stat_database WHERE datname = $1", database.name
                 )
                 ended = await end_sessions(admin, database.name)
-            return int(before or 0), ended.rows_touched, conn.is_closed() or not await _answers(conn)
+            return int(before or 0), ended.rows_touched, await session_ended(conn)
         finally:
             if group is not None and guard is not None:
                 await guard.release(group)
@@ -132,11 +132,3 @@ def test_ending_the_sessions_counts_the_rows_they_had_not_yet_published(live_run
     before, touched, ended = live_runner.call(scenario())
     assert ended
     assert before == 0 and touched >= 1
-
-
-async def _answers(conn: asyncpg.Connection) -> bool:
-    try:
-        await conn.fetchval("SELECT 1", timeout=5)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-        return False
-    return True

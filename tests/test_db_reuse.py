@@ -24,7 +24,7 @@ from runner.database_guard import DatabaseGuard
 from runner.databases import DatabaseFactory, RunDatabase
 from runner.reuse import Baseline, Proof, Spare, prove
 
-from .conftest import LiveRunner
+from .conftest import LiveRunner, session_ended
 
 Step = Callable[[asyncpg.Connection], Awaitable[object]]
 
@@ -243,20 +243,12 @@ def test_a_session_left_open_is_ended_before_the_next_run(live_runner: LiveRunne
                 await release_settled(factory, first.name)
                 second = await factory.create()
                 await factory.release(second.name)
-                return first.name, second.name, conn.is_closed() or not await _alive(conn)
+                return first.name, second.name, await session_ended(conn)
         raise AssertionError("unreachable")
 
     first, second, ended = live_runner.call(scenario())
     assert second == first
     assert ended, "the previous run's session outlived the hand-over"
-
-
-async def _alive(conn: asyncpg.Connection) -> bool:
-    try:
-        await conn.fetchval("SELECT 1", timeout=5)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-        return False
-    return True
 
 
 def test_a_login_begun_with_the_old_password_keeps_the_database_parked(live_runner: LiveRunner) -> None:
